@@ -1,0 +1,168 @@
+"""The one error tree of tracseq-kit.
+
+Every error the kit raises on purpose derives from :class:`TracSeqError`. Third-party
+errors (asyncpg, redis-py, aiokafka, httpx) are mapped into this tree where they enter
+the kit, so callers catch one family. Each class carries a ``retriable`` flag that the
+retry machinery reads: ``True`` means the same call may succeed if tried again later.
+
+::
+
+    TracSeqError
+    ├── ConfigurationError            bad settings or arguments; fix the configuration
+    ├── MissingDependencyError        an optional extra is not installed (names the extra)
+    ├── InfrastructureError           a backing server misbehaved            (retriable)
+    │   ├── EmbeddedServerError       an embedded server failed to start or stop
+    │   └── DependencyUnavailableError a server could not be reached         (retriable)
+    ├── ResilienceError
+    │   ├── CircuitOpenError          a breaker rejected the call; ``remaining`` seconds
+    │   ├── BulkheadFullError         no permit within the allowed wait       (retriable)
+    │   ├── DeadlineExceededError     the call's deadline passed (also a TimeoutError)
+    │   └── RetryBudgetExhaustedError retries were refused to prevent a retry storm
+    ├── RateLimitExceededError        a limiter rejected the request; ``retry_after``
+    └── EventError
+        ├── EventEncodingError        an event could not be encoded or decoded
+        ├── UnknownEventTypeError     no payload model is registered for an event type
+        └── PublishError              an event could not be published        (retriable)
+            └── PublishTimeoutError   the broker did not acknowledge in time  (retriable)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BulkheadFullError",
+    "CircuitOpenError",
+    "ConfigurationError",
+    "DeadlineExceededError",
+    "DependencyUnavailableError",
+    "EmbeddedServerError",
+    "EventEncodingError",
+    "EventError",
+    "InfrastructureError",
+    "MissingDependencyError",
+    "PublishError",
+    "PublishTimeoutError",
+    "RateLimitExceededError",
+    "ResilienceError",
+    "RetryBudgetExhaustedError",
+    "TracSeqError",
+    "UnknownEventTypeError",
+]
+
+
+class TracSeqError(Exception):
+    """Base class of every error the kit raises on purpose.
+
+    ``retriable`` tells retry loops whether trying the same call again may succeed.
+    """
+
+    retriable: bool = False
+
+
+class ConfigurationError(TracSeqError, ValueError):
+    """Settings or arguments are invalid. The message names the offending setting."""
+
+
+class MissingDependencyError(TracSeqError, ImportError):
+    """An optional dependency is not installed.
+
+    The message names the missing package and the extra that provides it, e.g.
+    ``pip install 'tracseq-kit[local]'``.
+    """
+
+    def __init__(self, package: str, *, extra: str, purpose: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs the '{package}' package, which is not installed; "
+            f"install it with: pip install 'tracseq-kit[{extra}]'"
+        )
+
+
+class InfrastructureError(TracSeqError):
+    """A backing server (PostgreSQL, Redis, Kafka, an HTTP dependency) misbehaved."""
+
+    retriable = True
+
+
+class EmbeddedServerError(InfrastructureError):
+    """An embedded server from :mod:`tracseq_kit.local` failed to start or stop."""
+
+    retriable = False
+
+
+class DependencyUnavailableError(InfrastructureError):
+    """A server could not be reached within the allowed time."""
+
+
+class ResilienceError(TracSeqError):
+    """Base class of errors raised by the resilience primitives."""
+
+
+class CircuitOpenError(ResilienceError):
+    """A circuit breaker rejected the call without running it.
+
+    ``remaining`` is the number of seconds until the breaker will next admit a probe
+    (0.0 when it is half-open and all probe slots are taken); gateways send it as
+    ``Retry-After``.
+    """
+
+    retriable = True
+
+    def __init__(self, name: str, *, remaining: float, state: str = "open") -> None:
+        self.name = name
+        self.remaining = max(0.0, remaining)
+        self.state = state
+        super().__init__(
+            f"circuit breaker {name!r} is {state}; next probe in {self.remaining:.3f}s"
+        )
+
+
+class BulkheadFullError(ResilienceError):
+    """A bulkhead had no free permit within its maximum wait."""
+
+    retriable = True
+
+
+class DeadlineExceededError(ResilienceError, TimeoutError):
+    """The deadline of the current call passed before the work finished."""
+
+
+class RetryBudgetExhaustedError(ResilienceError):
+    """A retry was refused because the retry budget is spent (prevents retry storms)."""
+
+
+class RateLimitExceededError(TracSeqError):
+    """A rate limiter rejected the request.
+
+    ``retry_after`` is the number of seconds after which the same request would be
+    admitted; ``policy`` names the violated limit.
+    """
+
+    retriable = True
+
+    def __init__(self, policy: str, *, retry_after: float) -> None:
+        self.policy = policy
+        self.retry_after = max(0.0, retry_after)
+        super().__init__(f"rate limit {policy!r} exceeded; retry in {self.retry_after:.3f}s")
+
+
+class EventError(TracSeqError):
+    """Base class of errors raised by :mod:`tracseq_kit.events`."""
+
+
+class EventEncodingError(EventError, ValueError):
+    """An event could not be encoded to, or decoded from, its wire form."""
+
+
+class UnknownEventTypeError(EventError, LookupError):
+    """No payload model is registered for the event's ``type``."""
+
+
+class PublishError(EventError):
+    """An event could not be published to the broker."""
+
+    retriable = True
+
+
+class PublishTimeoutError(PublishError, TimeoutError):
+    """The broker did not acknowledge a publish within the allowed time."""
