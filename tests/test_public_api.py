@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 
 import pytest
 
 import tracseq_kit
 
-PUBLIC_MODULES = ["tracseq_kit", "tracseq_kit.telemetry", "tracseq_kit.testing"]
+
+def _public_modules() -> list[str]:
+    """Every module of the kit whose dotted name has no part starting with '_'."""
+    names = ["tracseq_kit"]
+    for info in pkgutil.walk_packages(tracseq_kit.__path__, prefix="tracseq_kit."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return sorted(names)
+
+
+PUBLIC_MODULES = _public_modules()
 
 
 @pytest.mark.parametrize("module_name", PUBLIC_MODULES)
 def test_all_is_sorted_and_resolvable(module_name: str) -> None:
     module = importlib.import_module(module_name)
+    assert hasattr(module, "__all__"), f"{module_name} has no __all__"
     exported = list(module.__all__)
     assert exported == sorted(exported), f"{module_name}.__all__ is not sorted"
     for name in exported:
