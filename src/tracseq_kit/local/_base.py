@@ -186,7 +186,10 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
-    """A ``preexec_fn`` making the child get SIGKILL when this thread's process dies.
+    """A ``preexec_fn`` making the child get SIGTERM when this thread's process dies.
+
+    SIGTERM rather than SIGKILL, so the child can shut down cleanly (redis-server
+    removes its socket, the Kafka child deletes its directory).
 
     Linux ties the signal to the *thread* that forked the child, so it is only used
     from the main thread (worker threads come and go; the child would die with them).
@@ -200,7 +203,7 @@ def _parent_death_signal() -> Callable[[], None] | None:
     pr_set_pdeathsig = 1
 
     def set_pdeathsig() -> None:
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
     return set_pdeathsig
 

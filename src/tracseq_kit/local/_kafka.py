@@ -35,6 +35,7 @@ class EmbeddedKafka(EmbeddedServer):
             raise ValueError(f"brokers must be at least 1, got {brokers!r}")
         self.brokers = brokers
         self._process: subprocess.Popen[bytes] | None = None
+        self._reported = False
 
     @property
     def pid(self) -> int | None:
@@ -42,6 +43,7 @@ class EmbeddedKafka(EmbeddedServer):
         return None if self._process is None else self._process.pid
 
     def _spawn_server(self, workdir: Path) -> None:
+        self._reported = False
         self._log = workdir / "kafka.log"
         self._process = _popen(
             [
@@ -49,6 +51,7 @@ class EmbeddedKafka(EmbeddedServer):
                 "-m", "tracseq_kit.local._kafka_child",
                 "--brokers", str(self.brokers),
                 "--ready-timeout", str(self.start_timeout),
+                "--workdir", str(workdir),
             ],
             log=self._log,
             stdin=subprocess.PIPE,
@@ -77,18 +80,23 @@ class EmbeddedKafka(EmbeddedServer):
         kind, _, bootstrap = line.decode().strip().partition(" ")
         if kind != "BOOTSTRAP" or not bootstrap:
             raise self._startup_error(f"broker process printed {line!r}", self._log)
+        self._reported = True
         return bootstrap
 
     def _stop_server(self) -> None:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.stdin is not None:
+        if not self._reported:
+            _terminate(process)  # never became a broker: nothing to shut down gracefully
+        elif process.stdin is not None:
             with contextlib.suppress(OSError):
                 process.stdin.close()  # EOF tells the child to exit
         try:
             process.wait(5.0)
         except subprocess.TimeoutExpired:
             _terminate(process)
-        if process.stdout is not None:
-            process.stdout.close()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()

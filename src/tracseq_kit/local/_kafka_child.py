@@ -4,9 +4,11 @@ Protocol with the parent (:class:`tracseq_kit.local.EmbeddedKafka`):
 
 - the child prints one line ``BOOTSTRAP <host:port,...>`` on stdout once the mock
   brokers listen, then keeps the cluster alive by polling its producer;
-- it exits when its stdin reaches EOF: the parent closes the pipe to stop it, and the
-  kernel closes it when the parent dies for any reason (even SIGKILL), so the broker
-  never outlives its parent. It also exits when it is reparented (parent gone).
+- it exits, deleting ``--workdir``, when its stdin reaches EOF: the parent closes the
+  pipe to stop it, and the kernel closes it when the parent dies for any reason (even
+  SIGKILL), so the broker never outlives its parent. It also exits on SIGTERM (sent by
+  Linux when the parent dies, see ``_parent_death_signal``) and when it finds itself
+  reparented.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
+import signal
 import sys
 import threading
 import time
@@ -49,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tracseq-embedded-kafka")
     parser.add_argument("--brokers", type=int, default=1)
     parser.add_argument("--ready-timeout", type=float, default=10.0)
+    parser.add_argument("--workdir", help="directory to delete on exit once running")
     args = parser.parse_args(argv)
 
     import confluent_kafka
@@ -56,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parent = os.getppid()
     stop = threading.Event()
     threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
+    # SIGTERM comes from the parent-death signal (Linux) or from an explicit stop.
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
 
     catcher = _BootstrapCatcher()
     rdkafka_log = logging.getLogger("tracseq_kit.local.kafka_child")
@@ -84,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     # something else still holds our stdin open.
     while not stop.is_set() and os.getppid() == parent:
         producer.poll(0.1)
+    if args.workdir:
+        # The parent deletes it too, but cannot when it was killed.
+        shutil.rmtree(args.workdir, ignore_errors=True)
     return 0
 
 

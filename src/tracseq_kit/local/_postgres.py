@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
 import warnings
@@ -48,13 +49,20 @@ class EmbeddedPostgres(EmbeddedServer):
         outcome: dict[str, Any] = {}
 
         def run() -> None:
+            server = None
             try:
                 server = get_server(self._pgdata, cleanup_mode="delete")
             except BaseException as exc:  # reported to the waiting thread below
                 outcome["error"] = exc
-            else:
-                with self._lock:
+            with self._lock:
+                if not outcome.get("abandoned"):
                     self._server = server
+                    return
+            # The caller gave up waiting and has already cleaned up what it could:
+            # do not leave a server or a data directory behind.
+            if server is not None:
+                server.cleanup()
+            shutil.rmtree(workdir, ignore_errors=True)
 
         # get_server() has no overall timeout of its own (initdb has none, and it polls
         # the pid file forever), so it runs in a thread we can stop waiting for.
@@ -63,6 +71,8 @@ class EmbeddedPostgres(EmbeddedServer):
         thread.join(_remaining(deadline))
         log = self._pgdata / "log"
         if thread.is_alive():
+            with self._lock:
+                outcome["abandoned"] = True
             raise self._startup_error(f"server did not start within {self.start_timeout} s", log)
         if "error" in outcome:
             error = outcome["error"]
