@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +45,16 @@ class FakeServer(EmbeddedServer):
         FakeServer.stopped.append(self.name)
 
 
+_RESOLVERS: list[ServerResolver] = []
+
+
 @pytest.fixture(autouse=True)
-def _reset() -> None:
+def _reset() -> Iterator[None]:
     FakeServer.started.clear()
     FakeServer.stopped.clear()
+    yield
+    while _RESOLVERS:
+        _RESOLVERS.pop().close()  # removes the fakes' temporary directories
 
 
 def _fakes(**fail: bool) -> Mapping[Service, Any]:
@@ -86,6 +92,7 @@ def _resolver(
         embedded=_fakes(**fail),
     )
     resolver.calls = calls  # type: ignore[attr-defined]
+    _RESOLVERS.append(resolver)
     return resolver
 
 
