@@ -23,12 +23,12 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.mark.parametrize("service", ["postgres", "redis", "kafka"])
 def test_each_url_comes_from_its_variable_when_set_else_embedded(
-    service: Service, tracseq_servers: ServerResolver, request: pytest.FixtureRequest
+    service: Service, _tracseq_servers: ServerResolver, request: pytest.FixtureRequest
 ) -> None:
     fixture = {"postgres": "postgres_dsn", "redis": "redis_url", "kafka": "kafka_bootstrap"}
     url = request.getfixturevalue(fixture[service])
     from_env = os.environ.get(ENV_VARS[service], "").strip()
-    resolved = tracseq_servers.resolve(service)
+    resolved = _tracseq_servers.resolve(service)
     assert resolved.url == url
     if from_env:
         assert (resolved.source, url) == ("env", from_env)

@@ -100,13 +100,18 @@ def test_embedded_servers_when_no_variable_is_set(
     result.assert_outcomes(passed=4)
 
 
-def test_machine_servers_when_variables_are_set(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+def test_given_servers_when_variables_are_set(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_dsn: str,
+    redis_url: str,
 ) -> None:
+    # This session's servers: the machine's under CI (from the variables), else embedded
+    # ones that stay up for the session. Either way the inner run must use exactly them.
     _clear_env(monkeypatch)
     monkeypatch.setenv("EXPECT", "env")
-    monkeypatch.setenv(ENV_VARS["postgres"], "postgresql://postgres@127.0.0.1:5432/test")
-    monkeypatch.setenv(ENV_VARS["redis"], "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv(ENV_VARS["postgres"], postgres_dsn)
+    monkeypatch.setenv(ENV_VARS["redis"], redis_url)
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_user=USES_EVERY_FIXTURE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
@@ -126,7 +131,7 @@ def test_no_server_is_started_for_tests_that_do_not_ask(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--setup-plan")
     result.stdout.fnmatch_lines(["*SETUP    F kafka_topic*"])
     assert "postgres_dsn" not in result.stdout.str()
-    assert "tracseq_servers" not in result.stdout.str()
+    assert "_tracseq_servers" not in result.stdout.str()
 
 
 def test_docker_option_without_an_engine_fails_with_a_clear_message(

@@ -59,8 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(scope="session")
-def tracseq_servers(request: pytest.FixtureRequest) -> Iterator[ServerResolver]:
-    """The session's server resolver (use ``postgres_dsn`` & co. rather than this)."""
+def _tracseq_servers(request: pytest.FixtureRequest) -> Iterator[ServerResolver]:
+    """The session's server resolver (internal: use ``postgres_dsn`` & co.)."""
 
     def from_docker() -> Mapping[Service, str]:
         try:
@@ -103,21 +103,21 @@ def _url(resolver: ServerResolver, service: Service) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_dsn(tracseq_servers: ServerResolver) -> str:
+def postgres_dsn(_tracseq_servers: ServerResolver) -> str:
     """DSN of a running PostgreSQL server (superuser; asyncpg and libpq accept it)."""
-    return _url(tracseq_servers, "postgres")
+    return _url(_tracseq_servers, "postgres")
 
 
 @pytest.fixture(scope="session")
-def redis_url(tracseq_servers: ServerResolver) -> str:
+def redis_url(_tracseq_servers: ServerResolver) -> str:
     """URL of a running Redis server (``redis://`` or ``unix://``, for ``from_url``)."""
-    return _url(tracseq_servers, "redis")
+    return _url(_tracseq_servers, "redis")
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tracseq_servers: ServerResolver) -> str:
+def kafka_bootstrap(_tracseq_servers: ServerResolver) -> str:
     """Comma-separated ``host:port`` bootstrap addresses of a Kafka-protocol broker."""
-    return _url(tracseq_servers, "kafka")
+    return _url(_tracseq_servers, "kafka")
 
 
 @pytest.fixture(scope="module")
