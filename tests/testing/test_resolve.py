@@ -11,6 +11,7 @@ import pytest
 from tracseq_kit import ConfigurationError, EmbeddedServerError
 from tracseq_kit.local import EmbeddedServer
 from tracseq_kit.testing._resolve import (
+    DEFAULT_DOCKER_KAFKA_PORT,
     ENV_VARS,
     SERVICES,
     ServerResolver,
@@ -206,6 +207,38 @@ def test_compose_file_in_tests_is_the_packaged_one() -> None:
 
     in_tests = Path(__file__).parents[1] / "docker-compose.yml"
     assert in_tests.read_text() == COMPOSE_FILE.read_text()
-    text = COMPOSE_FILE.read_text()
-    for needle in ("postgres:", "redis:", "apache/kafka", "KAFKA_PROCESS_ROLES: broker,controller"):
-        assert needle in text
+
+
+def test_compose_file_is_a_consistent_kraft_stack() -> None:
+    import yaml
+
+    from tracseq_kit.testing import COMPOSE_FILE
+
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    assert set(services) == {"postgres", "redis", "kafka"}
+    for name, service in services.items():
+        assert "test" in service["healthcheck"], name  # `up --wait` waits for health
+    assert services["postgres"]["ports"] == ["5432"]  # random host ports, looked up
+    assert services["redis"]["ports"] == ["6379"]
+    assert services["postgres"]["environment"]["POSTGRES_DB"] == "test"
+
+    kafka = services["kafka"]
+    env = kafka["environment"]
+    port = f"${{TRACSEQ_TEST_KAFKA_PORT:-{DEFAULT_DOCKER_KAFKA_PORT}}}"
+    assert kafka["image"].startswith("apache/kafka:")
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
+    listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
+    advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    protocols = dict(
+        item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    assert set(listeners) == set(protocols)
+    assert set(advertised) == set(listeners) - {env["KAFKA_CONTROLLER_LISTENER_NAMES"]}
+    controller_port = listeners[env["KAFKA_CONTROLLER_LISTENER_NAMES"]].rsplit(":", 1)[1]
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"1@localhost:{controller_port}"
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in advertised
+    # Clients dial the published port, and the broker must advertise that same port.
+    container_port = listeners["HOST"].rsplit(":", 1)[1]
+    assert kafka["ports"] == [f"{port}:{container_port}"]
+    assert advertised["HOST"].endswith(f":{port}")
+    assert int(container_port) == DEFAULT_DOCKER_KAFKA_PORT
