@@ -17,7 +17,7 @@ import psutil
 import pytest
 import redis.asyncio
 
-from tracseq_kit import EmbeddedServerError
+from tracseq_kit import ConfigurationError, EmbeddedServerError
 from tracseq_kit.local import (
     EmbeddedKafka,
     EmbeddedPostgres,
@@ -269,7 +269,7 @@ def test_missing_wheel_names_the_local_extra(cls: type, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("bad", [0, -1.0])
 def test_start_timeout_must_be_positive(bad: float) -> None:
-    with pytest.raises(ValueError, match="start_timeout"):
+    with pytest.raises(ConfigurationError, match="start_timeout"):
         EmbeddedRedis(start_timeout=bad)
 
 
@@ -301,3 +301,8 @@ async def test_cancelled_start_leaves_no_server_behind() -> None:
     pgdata = str(server._pgdata)
     assert not [p for p in _postgres_processes(pgdata) if p.is_running()]
     assert not await anyio.Path(pgdata).parent.exists()
+
+
+def test_broker_count_must_be_positive() -> None:
+    with pytest.raises(ConfigurationError, match="brokers must be at least 1"):
+        EmbeddedKafka(brokers=0)

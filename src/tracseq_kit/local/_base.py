@@ -22,7 +22,11 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from tracseq_kit._exceptions import EmbeddedServerError, MissingDependencyError
+from tracseq_kit._exceptions import (
+    ConfigurationError,
+    EmbeddedServerError,
+    MissingDependencyError,
+)
 
 logger = logging.getLogger("tracseq_kit.local")
 
@@ -52,7 +56,7 @@ class EmbeddedServer(abc.ABC):
 
     def __init__(self, *, start_timeout: float = 30.0) -> None:
         if start_timeout <= 0:
-            raise ValueError(f"start_timeout must be positive, got {start_timeout!r}")
+            raise ConfigurationError(f"start_timeout must be positive, got {start_timeout!r}")
         self.start_timeout = start_timeout
         self._url: str | None = None
         self._workdir: Path | None = None

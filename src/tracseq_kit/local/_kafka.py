@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tracseq_kit._exceptions import ConfigurationError
 from tracseq_kit.local._base import EmbeddedServer, _popen, _remaining, _terminate
 
 
@@ -32,7 +33,7 @@ class EmbeddedKafka(EmbeddedServer):
     def __init__(self, *, brokers: int = 1, start_timeout: float = 20.0) -> None:
         super().__init__(start_timeout=start_timeout)
         if brokers < 1:
-            raise ValueError(f"brokers must be at least 1, got {brokers!r}")
+            raise ConfigurationError(f"brokers must be at least 1, got {brokers!r}")
         self.brokers = brokers
         self._process: subprocess.Popen[bytes] | None = None
         self._reported = False
