@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -29,6 +30,9 @@ from tracseq_kit.telemetry._logging import configure_logging
 from tracseq_kit.telemetry._tracing import configure_telemetry
 
 logger = logging.getLogger("tracseq_kit.service")
+
+_FASTAPI_PARAMETERS = frozenset(inspect.signature(FastAPI).parameters)
+_NATIVE_TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False}
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -63,7 +67,9 @@ def create_service(
     ``settings`` defaults to ``ServiceSettings()`` (``TRACSEQ_*`` variables). Logging is
     configured from it unless ``configure_logs=False``; tracing uses ``tracer_provider``
     or the providers of :func:`~tracseq_kit.telemetry.configure_telemetry`. ``health``
-    defaults to a minimal built-in registry. Remaining keyword arguments go to ``FastAPI``.
+    defaults to a minimal built-in registry. Remaining keyword arguments go to ``FastAPI``;
+    FastAPI's own OpenTelemetry (``telemetry=``, FastAPI 0.16x) is switched off unless
+    given, since the chassis already opens the server span.
     Raises ``ConfigurationError`` for duplicate resource names.
     """
     settings = settings if settings is not None else ServiceSettings()
@@ -101,6 +107,11 @@ def create_service(
         )
     middleware.append(Middleware(ProblemDetailsMiddleware))
     middleware.append(Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes))
+    health_app = health.asgi_app()
+    endpoints: dict[str, ASGIApp] = dict.fromkeys(HEALTH_PATHS, health_app)
+    if settings.metrics_path:
+        endpoints[settings.metrics_path] = MetricsEndpoint()
+    middleware.append(Middleware(_FixedEndpoints, endpoints=endpoints))
 
     opened = Resources()
 
@@ -135,6 +146,10 @@ def create_service(
                         settings.shutdown_timeout,
                     )
 
+    if "telemetry" in _FASTAPI_PARAMETERS:
+        # FastAPI's native OpenTelemetry would open a second server span per request once a
+        # global provider exists; the chassis's own middleware covers Starlette apps too.
+        fastapi_options.setdefault("telemetry", _NATIVE_TELEMETRY_OFF)
     app = FastAPI(
         title=title or settings.service_name,
         version=version,
@@ -143,31 +158,31 @@ def create_service(
         **fastapi_options,
     )
     install_exception_handlers(app)
-    health_app = health.asgi_app()
-    for path in HEALTH_PATHS:
-        app.router.add_route(path, _asgi_endpoint(health_app), include_in_schema=False)
-    if settings.metrics_path:
-        app.router.add_route(
-            settings.metrics_path, _asgi_endpoint(MetricsEndpoint()), include_in_schema=False
-        )
     app.state.settings = settings
     app.state.resources = opened
     app.state.health = health
     return app
 
 
-def _asgi_endpoint(app: ASGIApp) -> ASGIApp:
-    # Starlette treats a non-function endpoint as an ASGI app; wrapping the bound method in
-    # a class instance keeps it from being mistaken for a request/response function.
-    return _Endpoint(app)
+class _FixedEndpoints:
+    """Serve health and metrics paths by exact match in front of the router.
 
+    Cheaper than router entries (which every request would try before the service's own
+    routes) and never shadowed by a service route such as ``/{name}``.
+    """
 
-class _Endpoint:
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
+    def __init__(self, app: ASGIApp, *, endpoints: dict[str, ASGIApp]) -> None:
+        self.app = app
+        self._endpoints = endpoints
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._app(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            endpoint = self._endpoints.get(scope["path"])
+            if endpoint is not None:
+                scope["route"] = scope["path"]
+                await endpoint(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _InFlight:

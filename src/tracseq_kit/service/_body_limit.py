@@ -42,8 +42,10 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.max_bytes
+        may_have_body = scope.get("http_version") not in ("1.0", "1.1")
         for key, value in scope["headers"]:
             if key == b"content-length":
+                may_have_body = True
                 try:
                     declared = int(value)
                 except ValueError:
@@ -51,7 +53,11 @@ class BodySizeLimitMiddleware:
                 if declared > limit:
                     await _send_413(send, scope, limit)
                     return
-                break
+            elif key == b"transfer-encoding":
+                may_have_body = True
+        if not may_have_body:  # HTTP/1.x without Content-Length or Transfer-Encoding
+            await self.app(scope, receive, send)
+            return
 
         received = 0
         started = False

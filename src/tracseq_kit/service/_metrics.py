@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
@@ -32,6 +33,10 @@ class MetricsMiddleware:
         self._registry: CollectorRegistry | None = None
         self._duration: Histogram
         self._active: Gauge
+        # Labelled children by label values: skips prometheus-client's per-call label
+        # validation and lock. Bounded: methods and routes are finite, statuses < 1000.
+        self._timers: dict[tuple[str, str, int], Any] = {}
+        self._gauges: dict[str, Any] = {}
 
     def _instruments(self) -> tuple[Histogram, Gauge]:
         registry = self._fixed_registry or metrics_registry()
@@ -49,6 +54,8 @@ class MetricsMiddleware:
                 registry=registry,
             )
             self._registry = registry
+            self._timers = {}
+            self._gauges = {}
         return self._duration, self._active
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,7 +64,9 @@ class MetricsMiddleware:
             return
         duration, active = self._instruments()
         method = method_of(scope)
-        in_flight = active.labels(method)
+        in_flight = self._gauges.get(method)
+        if in_flight is None:
+            in_flight = self._gauges[method] = active.labels(method)
         in_flight.inc()
         status_code = 500
         start = time.perf_counter()
@@ -73,7 +82,11 @@ class MetricsMiddleware:
         finally:
             elapsed = time.perf_counter() - start
             in_flight.dec()
-            duration.labels(method, route_of(scope) or "", str(status_code)).observe(elapsed)
+            key = (method, route_of(scope) or "", status_code)
+            timer = self._timers.get(key)
+            if timer is None:
+                timer = self._timers[key] = duration.labels(key[0], key[1], str(status_code))
+            timer.observe(elapsed)
 
 
 class MetricsEndpoint:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from tracseq_kit.service._types import ASGIApp, Message, Receive, Scope, Send
 from tracseq_kit.telemetry._context import request_id_var
@@ -36,13 +36,15 @@ class RequestIdMiddleware:
                     request_id = value.decode("ascii")
                 break
         if request_id is None:
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()  # 128 random bits, like a UUID4
         scope.setdefault("state", {})["request_id"] = request_id
         raw = (self._header, request_id.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", ()) if h[0].lower() != raw[0]]
+                headers = list(message.get("headers", ()))
+                if any(h[0].lower() == raw[0] for h in headers):  # the app set its own
+                    headers = [h for h in headers if h[0].lower() != raw[0]]
                 headers.append(raw)
                 message["headers"] = headers
             await send(message)

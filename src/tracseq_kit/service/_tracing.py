@@ -5,6 +5,11 @@ opens two extra internal spans per request (receive/send), records its own OTel 
 the kit does not export (it serves prometheus-client metrics), and names spans before
 routing; this one opens one span, renames it ``{method} {route}`` once the router has
 matched, and costs a fraction as much per request.
+
+When the tracer provider has no span processor (``OTEL_TRACES_EXPORTER=none``, the
+default), nothing would ever read a recorded span, so the middleware skips building one:
+it continues the caller's trace (or starts one) with a non-recording span that carries
+fresh ids, which is what logs and outgoing requests need, at a tenth of the cost.
 """
 
 from __future__ import annotations
@@ -13,7 +18,16 @@ from collections.abc import Iterable
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TracerProvider,
+)
 
 from tracseq_kit._version import __version__
 from tracseq_kit.service._types import ASGIApp, Message, Receive, Scope, Send, method_of, route_of
@@ -53,6 +67,7 @@ class TracingMiddleware:
         excluded_paths: Iterable[str] = (),
     ) -> None:
         self.app = app
+        self._provider = tracer_provider or trace.get_tracer_provider()
         self._tracer = trace.get_tracer(
             "tracseq_kit.service", __version__, tracer_provider=tracer_provider
         )
@@ -62,8 +77,16 @@ class TracingMiddleware:
         if scope["type"] != "http" or scope["path"] in self._excluded:
             await self.app(scope, receive, send)
             return
-        method = method_of(scope)
         parent = propagate.extract(scope, getter=_GETTER)
+        if not _has_span_processors(self._provider):
+            light = _id_only_span(self._provider, parent)
+            token = context.attach(trace.set_span_in_context(light, parent))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                context.detach(token)
+            return
+        method = method_of(scope)
         span = self._tracer.start_span(
             method, context=parent, kind=SpanKind.SERVER, attributes=_request_attributes(scope)
         )
@@ -98,6 +121,40 @@ class TracingMiddleware:
                     span.set_status(Status(StatusCode.ERROR))
             span.end()
             context.detach(token)
+
+
+def _has_span_processors(provider: TracerProvider) -> bool:
+    # The SDK keeps its processors privately; anything that is not an SDK provider (or a
+    # future SDK that moved them) takes the full path.
+    processors = getattr(
+        getattr(provider, "_active_span_processor", None), "_span_processors", None
+    )
+    return processors is None or len(processors) > 0
+
+
+def _id_only_span(provider: TracerProvider, parent: context.Context) -> Span:
+    generator = getattr(provider, "id_generator", None)
+    if generator is None:
+        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+        generator = RandomIdGenerator()
+    caller = trace.get_current_span(parent).get_span_context()
+    if caller.is_valid:
+        ids = SpanContext(
+            caller.trace_id,
+            generator.generate_span_id(),
+            is_remote=False,
+            trace_flags=caller.trace_flags,
+            trace_state=caller.trace_state,
+        )
+    else:
+        ids = SpanContext(
+            generator.generate_trace_id(),
+            generator.generate_span_id(),
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
+    return NonRecordingSpan(ids)
 
 
 def _request_attributes(scope: Scope) -> dict[str, str | int]:

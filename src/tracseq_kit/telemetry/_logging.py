@@ -28,6 +28,8 @@ _STANDARD_ATTRS = frozenset(
     | {"message", "asctime", "service", "request_id", "trace_id", "span_id", "taskName"}
 )
 _MARK = "_tracseq_handler"
+# One encoder for all records: json.dumps with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 
 
 class _ContextFilter(logging.Filter):
@@ -76,7 +78,7 @@ class JsonFormatter(logging.Formatter):
             doc["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
             doc["exception"] = record.exc_text
-        return json.dumps(doc, default=str, ensure_ascii=False)
+        return _ENCODER.encode(doc)
 
 
 class TextFormatter(logging.Formatter):
