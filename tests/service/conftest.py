@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -87,3 +89,84 @@ def live_server() -> Iterator[Any]:
     yield start
     for server in servers:
         server.stop()
+
+
+# -- in-process ASGI driving ------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def _call(
+    app: Any,
+    *,
+    method: str = "GET",
+    path: str = "/",
+    headers: Sequence[tuple[str, str]] = (),
+    chunks: Sequence[bytes] = (),
+) -> Result:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+    }
+    pending = list(chunks) or [b""]
+    result = Result()
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            body = pending.pop(0)
+            return {"type": "http.request", "body": body, "more_body": bool(pending)}
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            result.status = message["status"]
+            result.headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in message["headers"]
+            }
+        elif message["type"] == "http.response.body":
+            result.body += message.get("body", b"")
+
+    await app(scope, receive, send)
+    return result
+
+
+async def _echo_body(scope: Any, receive: Any, send: Any) -> None:
+    """A bare ASGI app that reads the whole body and echoes it back."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+def asgi_call() -> Any:
+    """Call a pure ASGI app in-process with one HTTP request; returns a Result."""
+    return _call
+
+
+@pytest.fixture
+def echo_app() -> Any:
+    """A bare ASGI app that reads the whole body and echoes it back."""
+    return _echo_body

@@ -125,7 +125,7 @@ def create_service(
                     raise DependencyUnavailableError(
                         f"could not open resource {resource.name!r}: {exc}"
                     ) from exc
-                stack.callback(logger.info, "closed resource %s", resource.name)
+                stack.callback(logger.info, "closing resource %s", resource.name)
                 opened._add(resource.name, value)
                 if resource.check is not None:
                     health.add_check(resource.name, partial(resource.check, value))
