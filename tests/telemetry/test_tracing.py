@@ -55,7 +55,10 @@ def test_console_exporter_prints_spans() -> None:
     ],
 )
 def test_bad_exporter_choice_fails_clearly(value: str, error: str, message: str) -> None:
+    # No exporter is visible through entry points, as without the otlp extra.
     result = _run(
+        "import tracseq_kit.telemetry._tracing as t\n"
+        "t.entry_points = lambda **kw: ()\n"
         "from tracseq_kit.telemetry import configure_telemetry\n"
         "try:\n"
         "    configure_telemetry()\n"
@@ -65,6 +68,22 @@ def test_bad_exporter_choice_fails_clearly(value: str, error: str, message: str)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(error) and message in result.stdout
+
+
+def test_otlp_over_http_is_configured_from_env() -> None:
+    result = _run(
+        "from tracseq_kit.telemetry import configure_telemetry\n"
+        "t = configure_telemetry()\n"
+        "p = t.tracer_provider._active_span_processor._span_processors[0]\n"
+        "print(type(p.span_exporter).__module__, p.span_exporter._endpoint)\n",
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://collector.invalid:4318",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+        "http://collector.invalid:4318/v1/traces",
+    ]
 
 
 def test_inject_outside_a_span_adds_nothing() -> None:

@@ -48,8 +48,11 @@ def configure_telemetry(*, service_name: str | None = None) -> Telemetry:
 
     ``OTEL_SERVICE_NAME`` wins over ``service_name``. ``OTEL_TRACES_EXPORTER`` and
     ``OTEL_METRICS_EXPORTER`` take a comma-separated list of ``none`` (default),
-    ``console``, ``otlp`` (needs ``pip install 'tracseq-kit[otlp]'``) or any exporter
-    registered under the OpenTelemetry entry points. Called twice, it returns the
+    ``console``, ``otlp`` (HTTP/protobuf by default, needs ``pip install
+    'tracseq-kit[otlp]'``; ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc`` needs
+    ``opentelemetry-exporter-otlp-proto-grpc``) or any exporter registered under the
+    OpenTelemetry entry points. Endpoint, headers and timeouts are read by the exporter
+    itself from ``OTEL_EXPORTER_OTLP_*``. Called twice, it returns the
     providers installed the first time instead of installing new ones.
 
     Raises ``ConfigurationError`` for an unknown exporter name and
@@ -87,13 +90,30 @@ def _exporter_names(variable: str) -> list[str]:
     return [] if "none" in names else names
 
 
+def _otlp_entry_point(signal: str) -> tuple[str, str]:
+    protocol = (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    if protocol == "grpc":
+        return "otlp_proto_grpc", "opentelemetry-exporter-otlp-proto-grpc"
+    if protocol == "http/protobuf":
+        return "otlp_proto_http", "opentelemetry-exporter-otlp-proto-http"
+    raise ConfigurationError(
+        f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r}; "
+        "use http/protobuf or grpc"
+    )
+
+
 def _load_exporter(group: str, name: str) -> Callable[[], Any]:
+    package = None
+    if name == "otlp":  # the protocol variable picks the transport, as the spec says
+        name, package = _otlp_entry_point("TRACES" if "traces" in group else "METRICS")
     found = entry_points(group=group, name=name)
     if not found:
-        if name == "otlp":
-            raise MissingDependencyError(
-                "opentelemetry-exporter-otlp", extra="otlp", purpose="The OTLP exporter"
-            )
+        if package is not None:
+            raise MissingDependencyError(package, extra="otlp", purpose="The OTLP exporter")
         variable = "OTEL_TRACES_EXPORTER" if "traces" in group else "OTEL_METRICS_EXPORTER"
         raise ConfigurationError(
             f"{variable}: unknown exporter {name!r}; use none, console or otlp"
