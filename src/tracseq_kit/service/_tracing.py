@@ -72,12 +72,27 @@ class TracingMiddleware:
             "tracseq_kit.service", __version__, tracer_provider=tracer_provider
         )
         self._excluded = frozenset(excluded_paths)
+        self._propagator: object = None
+        self._fields: frozenset[bytes] = frozenset()
+
+    def _extract(self, scope: Scope) -> context.Context:
+        # Skip the propagators (and their context copies) when the request carries none
+        # of the headers they read, which is most requests that enter at the edge.
+        propagator = propagate.get_global_textmap()
+        if propagator is not self._propagator:
+            self._fields = frozenset(f.lower().encode("latin-1") for f in propagator.fields)
+            self._propagator = propagator
+        fields = self._fields
+        for key, _ in scope["headers"]:
+            if key in fields:
+                return propagate.extract(scope, getter=_GETTER)
+        return context.get_current()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self._excluded:
             await self.app(scope, receive, send)
             return
-        parent = propagate.extract(scope, getter=_GETTER)
+        parent = self._extract(scope)
         if not _has_span_processors(self._provider):
             light = _id_only_span(self._provider, parent)
             token = context.attach(trace.set_span_in_context(light, parent))

@@ -71,9 +71,9 @@ class JsonFormatter(logging.Formatter):
             "trace_id": getattr(record, "trace_id", None),
             "span_id": getattr(record, "span_id", None),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS:
-                doc[key] = value
+        attrs = record.__dict__
+        for key in attrs.keys() - _STANDARD_ATTRS:
+            doc[key] = attrs[key]
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -141,8 +141,19 @@ def configure_logging(
     return handler
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def _timestamp(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+    """RFC 3339 UTC with milliseconds; the part up to the second is reused within a second."""
+    global _last_second
+    second = int(record.created)
+    cached_second, prefix = _last_second
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (second, prefix)
+    millis = int((record.created - second) * 1000)
+    return f"{prefix}.{millis:03d}+00:00"
 
 
 def _isatty(stream: TextIO) -> bool:

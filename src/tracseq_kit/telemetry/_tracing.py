@@ -101,8 +101,7 @@ def _otlp_entry_point(signal: str) -> tuple[str, str]:
     if protocol == "http/protobuf":
         return "otlp_proto_http", "opentelemetry-exporter-otlp-proto-http"
     raise ConfigurationError(
-        f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r}; "
-        "use http/protobuf or grpc"
+        f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r}; use http/protobuf or grpc"
     )
 
 
