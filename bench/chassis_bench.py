@@ -1,6 +1,7 @@
 """Requests/s of a trivial endpoint: the full chassis against bare apps, in one run.
 
     python bench/chassis_bench.py [--seconds 5] [--rounds 3] [--connections 32] [--skip-server]
+    python bench/chassis_bench.py --layers    # what each middleware layer costs alone
 
 Two measurements, each interleaving the variants round by round and reporting medians:
 
@@ -11,7 +12,8 @@ Two measurements, each interleaving the variants round by round and reporting me
    if it is on PATH (``apt-get install -y wrk``); otherwise a keep-alive asyncio client in
    this script is used, which is slower, so ratios are less sharp.
 
-Variants: bare Starlette, bare FastAPI, and the chassis (``create_service`` with default
+Variants: bare Starlette, Starlette with the chassis's middleware layers, bare FastAPI, and
+the chassis (``create_service`` with default
 settings: a FastAPI app with request id, trace context with ``OTEL_TRACES_EXPORTER=none``,
 metrics, JSON access log to /dev/null, problem+json, body limit), the chassis without the
 access log, and the chassis recording every span into a batch processor (what a
@@ -35,6 +37,7 @@ from typing import Any
 
 VARIANTS = (
     "bare-starlette",
+    "starlette-chassis-middleware",
     "bare-fastapi",
     "chassis",
     "chassis-no-access-log",
@@ -43,6 +46,45 @@ VARIANTS = (
 
 
 def build(variant: str) -> Any:
+    if variant == "starlette-chassis-middleware":
+        # The same pure-ASGI layers create_service stacks, on a plain Starlette app: what
+        # the chassis would cost had Starlette been chosen as the framework.
+        from starlette.applications import Starlette
+        from starlette.middleware import Middleware
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        from tracseq_kit.service import (
+            AccessLogMiddleware,
+            BodySizeLimitMiddleware,
+            MetricsMiddleware,
+            ProblemDetailsMiddleware,
+            RequestIdMiddleware,
+            TracingMiddleware,
+            install_exception_handlers,
+        )
+        from tracseq_kit.telemetry import configure_logging, configure_telemetry
+
+        configure_logging(service="bench", fmt="json")
+        provider = configure_telemetry(service_name="bench").tracer_provider
+
+        async def ping_(request: Any) -> JSONResponse:
+            return JSONResponse({"ok": True})
+
+        app = Starlette(
+            routes=[Route("/ping", ping_)],
+            middleware=[
+                Middleware(RequestIdMiddleware),
+                Middleware(TracingMiddleware, tracer_provider=provider),
+                Middleware(MetricsMiddleware),
+                Middleware(AccessLogMiddleware),
+                Middleware(ProblemDetailsMiddleware),
+                Middleware(BodySizeLimitMiddleware, max_bytes=1_048_576),
+            ],
+        )
+        install_exception_handlers(app)
+        return app
+
     if variant == "bare-starlette":
         from starlette.applications import Starlette
         from starlette.responses import JSONResponse
@@ -190,6 +232,73 @@ def in_process(seconds: float, rounds: int) -> dict[str, float]:
     return asyncio.run(run_all())
 
 
+def layers(seconds: float) -> dict[str, float]:
+    """Microseconds each chassis layer adds alone to a bare FastAPI request (in-process)."""
+    import logging
+
+    from fastapi import FastAPI
+    from starlette.middleware import Middleware
+
+    from tracseq_kit.service import (
+        AccessLogMiddleware,
+        BodySizeLimitMiddleware,
+        MetricsMiddleware,
+        ProblemDetailsMiddleware,
+        RequestIdMiddleware,
+        TracingMiddleware,
+    )
+    from tracseq_kit.telemetry import configure_logging, configure_telemetry
+
+    configure_logging(service="bench", fmt="json", stream=open(os.devnull, "w"))
+    provider = configure_telemetry(service_name="bench").tracer_provider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    recording = TracerProvider()
+    recording.add_span_processor(BatchSpanProcessor(Discard()))
+    stacks: dict[str, list[Middleware]] = {
+        "none": [],
+        "request id": [Middleware(RequestIdMiddleware)],
+        "tracing (no exporter: ids only)": [
+            Middleware(TracingMiddleware, tracer_provider=provider)
+        ],
+        "tracing (recording spans)": [Middleware(TracingMiddleware, tracer_provider=recording)],
+        "metrics": [Middleware(MetricsMiddleware)],
+        "access log (JSON line)": [Middleware(AccessLogMiddleware)],
+        "problem+json": [Middleware(ProblemDetailsMiddleware)],
+        "body limit": [Middleware(BodySizeLimitMiddleware, max_bytes=1 << 20)],
+    }
+    apps = {}
+    for name, stack in stacks.items():
+        app = FastAPI(
+            telemetry={"tracing": False, "metrics": False, "logs": False}, middleware=stack
+        )
+
+        @app.get("/ping")
+        async def ping() -> dict[str, bool]:
+            return {"ok": True}
+
+        apps[name] = app
+    logging.getLogger("tracseq_kit.access").setLevel(logging.INFO)
+
+    async def run_all() -> dict[str, float]:
+        spent = dict.fromkeys(apps, 0.0)
+        count = 0
+        begin = time.perf_counter()
+        while time.perf_counter() - begin < seconds * len(apps):
+            for name, app in apps.items():
+                spent[name] += 200 / await _drive_count(app, 200)
+            count += 200
+        per_request = {n: t / count * 1e6 for n, t in spent.items()}
+        return {n: us - per_request["none"] if n != "none" else us for n, us in per_request.items()}
+
+    return asyncio.run(run_all())
+
+
 # -- real server -------------------------------------------------------------------------
 
 
@@ -295,10 +404,10 @@ def server(seconds: float, rounds: int, connections: int) -> tuple[str, dict[str
 
 def report(title: str, rates: dict[str, float]) -> None:
     print(f"\n{title}")
-    print(f"  {'variant':<24}{'req/s':>10}{'vs bare-fastapi':>18}{'vs bare-starlette':>20}")
+    print(f"  {'variant':<30}{'req/s':>10}{'vs bare-fastapi':>18}{'vs bare-starlette':>20}")
     for variant, rate in rates.items():
         print(
-            f"  {variant:<24}{rate:>10.0f}"
+            f"  {variant:<30}{rate:>10.0f}"
             f"{rate / rates['bare-fastapi']:>18.2f}{rate / rates['bare-starlette']:>20.2f}"
         )
     cost = 1 - rates["chassis"] / rates["bare-fastapi"]
@@ -313,6 +422,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--skip-server", action="store_true")
     parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument(
+        "--layers", action="store_true", help="only: microseconds each layer adds, in-process"
+    )
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -320,6 +432,12 @@ def main() -> None:
         serve(args.serve, args.port)
         return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of {args.rounds} rounds")
+    if args.layers:
+        costs = layers(args.seconds)
+        print(f"\nbare FastAPI request: {costs.pop('none'):.1f} us; each layer alone adds:")
+        for name, us in costs.items():
+            print(f"  {name:<34}{us:>6.1f} us")
+        return
     if not args.skip_in_process:
         report(
             f"in-process ASGI calls (batches of 200 alternating, {args.seconds * args.rounds:g}s "
