@@ -2,8 +2,20 @@
 
 Each middleware works alone in front of any ASGI application; ``create_service`` stacks
 them on a FastAPI app with a lifespan that opens :class:`Resource` objects in order and
-closes them in reverse, health endpoints and ``/metrics``.
+closes them in reverse, health endpoints and ``/metrics``. Needs the ``server`` extra
+(``pip install 'tracseq-kit[server]'``); importing without it raises
+``MissingDependencyError``.
 """
+
+try:
+    import fastapi as _fastapi  # noqa: F401
+    import starlette as _starlette  # noqa: F401
+except ImportError as _exc:
+    from tracseq_kit._exceptions import MissingDependencyError
+
+    raise MissingDependencyError(
+        _exc.name or "fastapi", extra="server", purpose="tracseq_kit.service"
+    ) from None
 
 from tracseq_kit.service._access_log import AccessLogMiddleware
 from tracseq_kit.service._app import create_service
