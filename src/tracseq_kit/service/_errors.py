@@ -1,0 +1,158 @@
+"""Every error becomes ``application/problem+json`` (RFC 9457) carrying the request id."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tracseq_kit._problem import PROBLEM_CONTENT_TYPE, problem_body, send_problem
+from tracseq_kit.service._types import ASGIApp, Message, Receive, Scope, Send
+from tracseq_kit.telemetry._context import request_id_var
+
+logger = logging.getLogger("tracseq_kit.service")
+
+INTERNAL_ERROR_DETAIL = (
+    "The server failed to complete the request. Quote the request id when reporting it."
+)
+
+
+class ProblemDetailsMiddleware:
+    """Turn any exception that escapes the application into a 500 problem+json response.
+
+    The exception and its traceback are logged server-side on ``tracseq_kit.service``;
+    the client gets only a fixed message and the request id. If the response had already
+    started, the exception is logged and re-raised so the server aborts the connection.
+    Pure ASGI: works in front of any ASGI application.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            logger.exception("unhandled error serving %s %s", scope["method"], scope["path"])
+            if started:
+                raise
+            await send_problem(
+                send,
+                500,
+                detail=INTERNAL_ERROR_DETAIL,
+                instance=scope["path"],
+                extensions=_request_id_extension(),
+            )
+
+
+def _request_id_extension() -> dict[str, Any]:
+    request_id = request_id_var.get()
+    return {"request_id": request_id} if request_id else {}
+
+
+def problem_response(
+    status: int,
+    *,
+    detail: str | None = None,
+    instance: str | None = None,
+    title: str | None = None,
+    extensions: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Any:
+    """A Starlette ``Response`` holding a problem document with the current request id."""
+    from starlette.responses import Response
+
+    ext = {**_request_id_extension(), **(extensions or {})}
+    body = problem_body(status, title=title, detail=detail, instance=instance, extensions=ext)
+    return Response(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """``("body", "samples", 0, "name")`` → ``body.samples[0].name``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def install_exception_handlers(app: Any) -> None:
+    """Register problem+json handlers for HTTP errors, validation errors and crashes on a
+    Starlette or FastAPI ``app``."""
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+
+    async def http_error(request: Request, exc: Exception) -> Any:
+        assert isinstance(exc, HTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"Nothing is served at {request.url.path}."
+        elif exc.status_code == 405 and detail == "Method Not Allowed":
+            detail = f"{request.method} is not allowed on {request.url.path}."
+        extensions = None if detail is not None or exc.detail is None else {"errors": exc.detail}
+        return problem_response(
+            exc.status_code,
+            detail=detail,
+            instance=request.url.path,
+            extensions=extensions,
+            headers=exc.headers,
+        )
+
+    async def crash(request: Request, exc: Exception) -> Any:
+        # Reached only for errors raised outside ProblemDetailsMiddleware (in middleware
+        # wrapped around it); Starlette logs the traceback after this returns.
+        return problem_response(500, detail=INTERNAL_ERROR_DETAIL, instance=request.url.path)
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, crash)
+    try:
+        from fastapi.exceptions import RequestValidationError
+    except ImportError:  # a plain Starlette app has no request validation
+        return
+
+    async def invalid_request(request: Request, exc: Exception) -> Any:
+        assert isinstance(exc, RequestValidationError)
+        errors = list(exc.errors())
+        for error in errors:
+            if error.get("type") == "json_invalid":
+                reason = (error.get("ctx") or {}).get("error", "malformed JSON")
+                position = error["loc"][-1] if error.get("loc") else None
+                where = f" at character {position}" if isinstance(position, int) else ""
+                return problem_response(
+                    400,
+                    title="Malformed JSON",
+                    detail=f"The request body is not valid JSON: {reason}{where}.",
+                    instance=request.url.path,
+                )
+        items = [
+            {
+                "field": field_path(error.get("loc", ())),
+                "message": error.get("msg", ""),
+                "type": error.get("type", ""),
+            }
+            for error in errors
+        ]
+        fields = ", ".join(item["field"] for item in items)
+        return problem_response(
+            422,
+            title="Validation failed",
+            detail=f"The request is invalid: {fields}.",
+            instance=request.url.path,
+            extensions={"errors": json.loads(json.dumps(items, default=str))},
+        )
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
