@@ -461,3 +461,19 @@ def test_half_open_decision_uses_only_the_probe_outcomes(
         assert b.state is (BreakerState.OPEN if reopened else BreakerState.CLOSED)
 
     anyio.run(scenario)
+
+
+async def test_metrics_are_read_at_scrape_time() -> None:
+    from prometheus_client import generate_latest
+
+    from tracseq_kit.telemetry import metrics_registry
+
+    b = CircuitBreaker("metrics-dep", minimum_calls=1, clock=ManualClock())
+    await b.call(ok)
+    await fail_n(b, 1)
+    with pytest.raises(CircuitOpenError):
+        await b.call(ok)
+    text = generate_latest(metrics_registry()).decode()
+    assert 'tracseq_circuit_breaker_state{breaker="metrics-dep"} 1.0' in text
+    assert 'tracseq_circuit_breaker_calls_total{breaker="metrics-dep",outcome="success"} 1.0' in text
+    assert 'tracseq_circuit_breaker_calls_total{breaker="metrics-dep",outcome="rejected"} 1.0' in text

@@ -87,6 +87,8 @@ class _FleetLink:
         self.store = store
         self.breaker = breaker
         self.healthy = True
+        self._synced = False
+        self._initial: asyncio.Task[None] | None = None
         self._retry_at = 0.0
         self._next_sync = 0.0
         self._shared_gen = 0
@@ -113,6 +115,8 @@ class _FleetLink:
 
     async def admit(self) -> int:
         b = self.breaker
+        if not self._synced:
+            await self._first_sync()
         now = b._clock()
         if not self.healthy:
             if now >= self._retry_at:
@@ -139,6 +143,19 @@ class _FleetLink:
             return b._generation
         b._n_rejected += 1
         raise CircuitOpenError(b.name, remaining=reply[2] / 1000.0, state=b._state.value)
+
+    async def _first_sync(self) -> None:
+        """Learn the shared state before the first call: a new process must not admit
+        calls while the fleet's breaker is open. Concurrent first callers share it."""
+        if self._initial is None:
+            self._initial = asyncio.get_running_loop().create_task(
+                self._eval_quiet("sync", self._shared_gen, 0, 0, 0)
+            )
+        try:
+            await asyncio.shield(self._initial)
+        finally:
+            if self._initial.done():
+                self._synced = True
 
     # ---------------------------------------------------------------- outcomes
 
@@ -169,6 +186,9 @@ class _FleetLink:
             await self._eval("sync", self._shared_gen, calls, failures, slow)
         finally:
             self._task = None
+        if (self._failures or self._slow) and self.healthy:
+            # Failures that arrived during the round trip go out at once too.
+            self._task = self._spawn(self._sync())
 
     async def _eval_quiet(self, op: str, *args: Any) -> None:
         await self._eval(op, *args)
