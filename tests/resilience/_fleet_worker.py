@@ -16,11 +16,16 @@ async def main(url: str, prefix: str, mode: str) -> None:
     client = aioredis.from_url(url)
     store = RedisBreakerStore(client, prefix=prefix, sync_interval=0.05)
     breaker = CircuitBreaker(
-        "fleet-dep", window_seconds=30, minimum_calls=6, wait_duration=1.0,
-        half_open_probes=2, store=store,
+        "fleet-dep",
+        window_seconds=30,
+        minimum_calls=6,
+        wait_duration=1.0,
+        half_open_probes=2,
+        store=store,
     )
     out: dict[str, object] = {}
     if mode == "fail":
+
         async def boom() -> None:
             raise RuntimeError("down")
 

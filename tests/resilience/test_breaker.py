@@ -41,8 +41,12 @@ async def boom() -> None:
 
 def make(clock: ManualClock, **options: Any) -> CircuitBreaker:
     defaults: dict[str, Any] = dict(
-        window_size=10, minimum_calls=4, failure_rate_threshold=0.5, wait_duration=5.0,
-        half_open_probes=2, clock=clock,
+        window_size=10,
+        minimum_calls=4,
+        failure_rate_threshold=0.5,
+        wait_duration=5.0,
+        half_open_probes=2,
+        clock=clock,
     )
     defaults.update(options)
     return CircuitBreaker("dep", **defaults)
@@ -171,7 +175,7 @@ async def test_ignored_errors_change_no_counters_and_free_probe_slots() -> None:
         with pytest.raises(Ignored):
             await b.call(ignored)
     assert b.state is BreakerState.CLOSED
-    assert b._window.totals(0).calls == 0
+    assert window_calls(b) == 0
     await open_breaker(b)
     clock.advance(5.0)
     with pytest.raises(Ignored):
@@ -187,7 +191,7 @@ async def test_cancellation_is_never_counted_and_propagates() -> None:
     for _ in range(10):
         with anyio.move_on_after(0):
             await b.call(anyio.sleep, 1)
-    assert b._window.totals(0).calls == 0
+    assert window_calls(b) == 0
     await open_breaker(b)
     clock.advance(5.0)
     task = asyncio.ensure_future(b.call(asyncio.sleep, 10))
@@ -266,7 +270,7 @@ async def test_late_results_from_before_a_transition_change_nothing() -> None:
         await anyio.wait_all_tasks_blocked()
         b.reset()
         gate.set()
-    assert b._window.totals(0).calls == 0
+    assert window_calls(b) == 0
     assert b.stats().late_results == 1
 
 
@@ -381,8 +385,11 @@ def test_count_window_opens_exactly_when_rate_and_minimum_are_met(
 
     async def scenario() -> None:
         b = CircuitBreaker(
-            "p", window_size=size, minimum_calls=minimum,
-            failure_rate_threshold=threshold, clock=ManualClock(),
+            "p",
+            window_size=size,
+            minimum_calls=minimum,
+            failure_rate_threshold=threshold,
+            clock=ManualClock(),
         )
         history: list[bool] = []
         for failed in failures:
@@ -390,9 +397,7 @@ def test_count_window_opens_exactly_when_rate_and_minimum_are_met(
                 return
             history.append(failed)
             last = history[-size:]
-            expected_open = (
-                failed and len(last) >= minimum and sum(last) >= threshold * len(last)
-            )
+            expected_open = failed and len(last) >= minimum and sum(last) >= threshold * len(last)
             try:
                 await b.call(boom if failed else ok)
             except Boom:
@@ -407,9 +412,7 @@ def test_count_window_opens_exactly_when_rate_and_minimum_are_met(
 def test_half_open_never_admits_more_than_k(k: int, extra: int) -> None:
     async def scenario() -> None:
         clock = ManualClock()
-        b = CircuitBreaker(
-            "p", minimum_calls=1, half_open_probes=k, wait_duration=1.0, clock=clock
-        )
+        b = CircuitBreaker("p", minimum_calls=1, half_open_probes=k, wait_duration=1.0, clock=clock)
         with pytest.raises(Boom):
             await b.call(boom)
         clock.advance(1.0)
@@ -446,8 +449,12 @@ def test_half_open_decision_uses_only_the_probe_outcomes(
         clock = ManualClock()
         k = len(probe_failures)
         b = CircuitBreaker(
-            "p", minimum_calls=1, half_open_probes=k, wait_duration=1.0,
-            failure_rate_threshold=threshold, clock=clock,
+            "p",
+            minimum_calls=1,
+            half_open_probes=k,
+            wait_duration=1.0,
+            failure_rate_threshold=threshold,
+            clock=clock,
         )
         with pytest.raises(Boom):
             await b.call(boom)
@@ -475,5 +482,31 @@ async def test_metrics_are_read_at_scrape_time() -> None:
         await b.call(ok)
     text = generate_latest(metrics_registry()).decode()
     assert 'tracseq_circuit_breaker_state{breaker="metrics-dep"} 1.0' in text
-    assert 'tracseq_circuit_breaker_calls_total{breaker="metrics-dep",outcome="success"} 1.0' in text
-    assert 'tracseq_circuit_breaker_calls_total{breaker="metrics-dep",outcome="rejected"} 1.0' in text
+    assert (
+        'tracseq_circuit_breaker_calls_total{breaker="metrics-dep",outcome="success"} 1.0' in text
+    )
+    assert (
+        'tracseq_circuit_breaker_calls_total{breaker="metrics-dep",outcome="rejected"} 1.0' in text
+    )
+
+
+def window_calls(b: CircuitBreaker) -> int:
+    b._flush()
+    return b._window.totals(0).calls
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 40), max_size=30), st.integers(1, 25))
+def test_batched_successes_equal_one_by_one_recording(runs: list[int], size: int) -> None:
+    from tracseq_kit.resilience._window import FAILURE as F
+    from tracseq_kit.resilience._window import SUCCESS as S
+    from tracseq_kit.resilience._window import CountWindow
+
+    batched, single = CountWindow(size), CountWindow(size)
+    for run in runs:
+        batched.record_successes(run)
+        for _ in range(run):
+            single.record(S, 0.0)
+        batched.record(F, 0.0)
+        single.record(F, 0.0)
+    assert batched.totals(0) == single.totals(0)

@@ -44,7 +44,10 @@ async def client(redis_url: str) -> AsyncIterator[Any]:
 def fleet_breaker(client: Any, prefix: str, **options: Any) -> CircuitBreaker:
     store = RedisBreakerStore(client, prefix=prefix, sync_interval=0.01, timeout=0.5)
     defaults: dict[str, Any] = dict(
-        window_seconds=30, minimum_calls=4, wait_duration=0.3, half_open_probes=1,
+        window_seconds=30,
+        minimum_calls=4,
+        wait_duration=0.3,
+        half_open_probes=1,
     )
     defaults.update(options)
     return CircuitBreaker("dep", store=store, **defaults)
@@ -82,9 +85,7 @@ async def test_failures_from_two_members_open_both(client: Any, redis_prefix: st
     assert a.state is BreakerState.OPEN and b.state is BreakerState.OPEN
 
 
-async def test_creating_a_breaker_never_resets_shared_state(
-    client: Any, redis_prefix: str
-) -> None:
+async def test_creating_a_breaker_never_resets_shared_state(client: Any, redis_prefix: str) -> None:
     a = fleet_breaker(client, redis_prefix, wait_duration=30)
     for _ in range(4):
         with pytest.raises(Boom):
@@ -103,9 +104,7 @@ async def test_creating_a_breaker_never_resets_shared_state(
     assert 25 < info.value.remaining <= 30
 
 
-async def test_half_open_admits_at_most_k_across_members(
-    client: Any, redis_prefix: str
-) -> None:
+async def test_half_open_admits_at_most_k_across_members(client: Any, redis_prefix: str) -> None:
     members = [fleet_breaker(client, redis_prefix, half_open_probes=2) for _ in range(3)]
     for _ in range(4):
         with pytest.raises(Boom):
@@ -143,7 +142,9 @@ async def test_half_open_admits_at_most_k_across_members(
 def _spawn(redis_url: str, prefix: str, mode: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(WORKER), redis_url, prefix, mode],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -172,8 +173,12 @@ def test_processes_admit_at_most_k_probes_in_total(redis_url: str, redis_prefix:
     async def trip() -> None:
         c = aioredis.from_url(redis_url)
         b = CircuitBreaker(
-            "fleet-dep", window_seconds=30, minimum_calls=6, wait_duration=1.0,
-            half_open_probes=2, store=RedisBreakerStore(c, prefix=redis_prefix),
+            "fleet-dep",
+            window_seconds=30,
+            minimum_calls=6,
+            wait_duration=1.0,
+            half_open_probes=2,
+            store=RedisBreakerStore(c, prefix=redis_prefix),
         )
         for _ in range(6):
             with pytest.raises(Boom):
@@ -195,9 +200,7 @@ def test_processes_admit_at_most_k_probes_in_total(redis_url: str, redis_prefix:
 async def test_unreachable_redis_falls_back_to_local_state_without_errors() -> None:
     dead = aioredis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.2)
     store = RedisBreakerStore(dead, timeout=0.3, retry_interval=60)
-    b = CircuitBreaker(
-        "dep", window_seconds=30, minimum_calls=4, wait_duration=30, store=store
-    )
+    b = CircuitBreaker("dep", window_seconds=30, minimum_calls=4, wait_duration=30, store=store)
     with anyio.fail_after(2):
         assert await b.call(ok) == "ok"
     assert store.fallbacks == 1

@@ -156,14 +156,19 @@ def test_invalid_options() -> None:
 
 @settings(max_examples=200)
 @given(
-    st.floats(0.001, 10), st.floats(1, 4), st.floats(0.01, 100), st.integers(1, 30),
+    st.floats(0.001, 10),
+    st.floats(1, 4),
+    st.floats(0.01, 100),
+    st.integers(1, 30),
     st.randoms(use_true_random=False),
 )
 def test_full_jitter_stays_within_the_exponential_cap(
     initial: float, multiplier: float, cap: float, n: int, rnd: object
 ) -> None:
     retry = Retry(
-        initial_delay=initial, multiplier=multiplier, max_delay=cap,
+        initial_delay=initial,
+        multiplier=multiplier,
+        max_delay=cap,
         rng=rnd.uniform,  # type: ignore[attr-defined]
     )
     delay = retry.backoff(n)

@@ -28,12 +28,12 @@ from tracseq_kit.resilience._registry import CircuitBreakerRegistry
 from tracseq_kit.resilience._retry import Retry, RetryBudget
 
 __all__ = [
+    "DEADLINE_HEADER",
     "BreakerState",
     "BreakerStats",
     "Bulkhead",
     "CircuitBreaker",
     "CircuitBreakerRegistry",
-    "DEADLINE_HEADER",
     "ManualClock",
     "RedisBreakerStore",
     "Retry",

@@ -141,6 +141,7 @@ class CircuitBreaker:
         "_consecutive_opens",
         "_failure_on",
         "_failure_rate",
+        "_fast",
         "_fleet",
         "_generation",
         "_half_open_since",
@@ -158,6 +159,7 @@ class CircuitBreaker:
         "_n_success",
         "_n_transitions",
         "_open_until",
+        "_pending",
         "_probe_done",
         "_probe_failures",
         "_probe_slow",
@@ -251,6 +253,8 @@ class CircuitBreaker:
         self._n_rejected = self._n_late = self._n_transitions = 0
         self._n_fleet_fallbacks = 0
         self._fleet: _FleetLink | None = None
+        self._pending = 0
+        self._fast = False
         if store is not None:
             if window_seconds is None:
                 raise ConfigurationError(
@@ -258,9 +262,31 @@ class CircuitBreaker:
                     "together with store="
                 )
             self._fleet = store._link(self, window_seconds, window_buckets)
+        self._update_fast()
         from tracseq_kit.resilience._metrics import track
 
         track(self)
+
+    def _update_fast(self) -> None:
+        # The fast path: closed, local, count-based, no result or slow classification.
+        # Successes on it are only counted (``_pending``) and written into the window
+        # when something needs the window (a failure, a transition, a snapshot).
+        self._fast = (
+            self._state is _CLOSED
+            and self._fleet is None
+            and self._result_is_failure is None
+            and self._slow_duration is None
+            and isinstance(self._window, CountWindow)
+        )
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if pending:
+            self._pending = 0
+            self._n_success += pending
+            window = self._window
+            if isinstance(window, CountWindow):
+                window.record_successes(pending)
 
     # ------------------------------------------------------------------ public API
 
@@ -275,7 +301,7 @@ class CircuitBreaker:
         """A snapshot of the breaker's counters."""
         return BreakerStats(
             state=self._state,
-            successes=self._n_success,
+            successes=self._n_success + self._pending,
             failures=self._n_failure,
             slow_calls=self._n_slow,
             ignored=self._n_ignored,
@@ -310,22 +336,26 @@ class CircuitBreaker:
         Raises :class:`~tracseq_kit.CircuitOpenError` without calling ``fn`` when the
         breaker rejects the call; otherwise whatever ``fn`` raises, unchanged.
         """
-        if self._state is _CLOSED and self._fleet is None:
+        if self._fast:
             gen = self._generation
-        else:
-            gen = await self._admit()
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                await self._on_error(gen, 0.0, exc)
+                raise
+            if gen == self._generation:
+                self._pending += 1
+            else:
+                self._n_success += 1
+                self._n_late += 1
+            return result
+        gen = await self._admit()
         start = self._clock() if self._timed else 0.0
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             await self._on_error(gen, start, exc)
             raise
-        if gen == self._generation and self._state is _CLOSED and self._fleet is None:
-            # Inlined fast path of _on_result for the common case.
-            if self._result_is_failure is None and self._slow_duration is None:
-                self._n_success += 1
-                self._window.record(SUCCESS, start)
-                return result
         await self._on_result(gen, start, result)
         return result
 
@@ -339,7 +369,7 @@ class CircuitBreaker:
         return wrapper
 
     async def __aenter__(self) -> None:
-        if self._state is _CLOSED and self._fleet is None:
+        if self._fast:
             gen = self._generation
         else:
             gen = await self._admit()
@@ -356,6 +386,9 @@ class CircuitBreaker:
             return
         gen, start, outer = entry
         _entered.set(outer)
+        if exc is None and self._fast and gen == self._generation:
+            self._pending += 1
+            return
         if exc is None:
             await self._on_result(gen, start, None)
         else:
@@ -448,6 +481,7 @@ class CircuitBreaker:
         state = self._state
         shared = self._fleet is not None and self._fleet.healthy
         if state is _CLOSED:
+            self._flush()
             self._window.record(outcome, now)
             if shared:
                 self._fleet.count(outcome)  # type: ignore[union-attr]
@@ -503,6 +537,7 @@ class CircuitBreaker:
         *,
         open_for: float | None = None,
     ) -> None:
+        self._flush()
         frm = self._state
         self._state = to
         self._generation += 1
@@ -518,10 +553,9 @@ class CircuitBreaker:
         elif to is _CLOSED:
             self._window.reset()
             self._consecutive_opens = 0
+        self._update_fast()
         event = StateTransition(self.name, frm, to, now, reason)
-        logger.info(
-            "circuit breaker %r: %s -> %s (%s)", self.name, frm.value, to.value, reason
-        )
+        logger.info("circuit breaker %r: %s -> %s (%s)", self.name, frm.value, to.value, reason)
         for listener in tuple(self._listeners):
             try:
                 listener(event)

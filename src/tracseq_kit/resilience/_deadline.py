@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +29,8 @@ __all__ = [
 
 DEADLINE_HEADER = "x-request-deadline-ms"
 """Header carrying the remaining time of the caller's deadline, in whole milliseconds."""
+
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "tracseq_deadline", default=None
@@ -62,9 +65,7 @@ def deadline(seconds: float | None) -> Iterator[float | None]:
         with anyio.CancelScope(deadline=math.inf if at is None else at) as scope:
             yield None if at is None else at - now
         if scope.cancelled_caught:
-            raise DeadlineExceededError(
-                f"deadline exceeded after {time.monotonic() - now:.3f}s"
-            )
+            raise DeadlineExceededError(f"deadline exceeded after {time.monotonic() - now:.3f}s")
     finally:
         _deadline.reset(token)
 
@@ -77,9 +78,7 @@ def deadline_to_headers() -> dict[str, str]:
     return {DEADLINE_HEADER: str(max(0, int(left * 1000)))}
 
 
-def deadline_from_headers(
-    headers: Mapping[str, str], *, maximum: float = 300.0
-) -> float | None:
+def deadline_from_headers(headers: Mapping[str, str], *, maximum: float = 300.0) -> float | None:
     """Seconds allowed by an incoming ``X-Request-Deadline-Ms`` header, or None.
 
     Header names are matched case-insensitively. A missing, malformed or negative value
@@ -94,6 +93,6 @@ def deadline_from_headers(
     if raw is None:
         return None
     raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 12:
+    if not _DIGITS.fullmatch(raw):  # str.isdigit() would accept '²'
         return None
     return min(int(raw) / 1000.0, maximum)

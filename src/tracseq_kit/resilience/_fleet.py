@@ -68,9 +68,7 @@ class RedisBreakerStore:
         self._script = redis.register_script(_SCRIPT)
         self.fallbacks = 0
 
-    def _link(
-        self, breaker: CircuitBreaker, window_seconds: float, buckets: int
-    ) -> _FleetLink:
+    def _link(self, breaker: CircuitBreaker, window_seconds: float, buckets: int) -> _FleetLink:
         return _FleetLink(self, breaker, window_seconds, buckets)
 
 

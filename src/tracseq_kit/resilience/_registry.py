@@ -38,9 +38,7 @@ class CircuitBreakerRegistry:
                     self._breakers[name] = entry
                     return entry[0]
         if options and options != entry[1]:
-            raise ConfigurationError(
-                f"circuit breaker {name!r} already exists with other options"
-            )
+            raise ConfigurationError(f"circuit breaker {name!r} already exists with other options")
         return entry[0]
 
     def __contains__(self, name: object) -> bool:

@@ -51,6 +51,17 @@ class CountWindow:
         pos += 1
         self._pos = 0 if pos == self._size else pos
 
+    def record_successes(self, count: int) -> None:
+        """Record ``count`` fast successes at once (cost O(min(count, size)))."""
+        if count >= self._size:
+            self._buf = bytearray(self._size)
+            self._pos = 0
+            self._calls = self._size
+            self._failures = self._slow = 0
+            return
+        for _ in range(count):
+            self.record(SUCCESS, 0.0)
+
     def totals(self, now: float) -> WindowTotals:
         return WindowTotals(self._calls, self._failures, self._slow)
 
