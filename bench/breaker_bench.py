@@ -144,9 +144,8 @@ async def main() -> None:
     per_call = {name: statistics.median(v) for name, v in samples.items()}
     bare = per_call["bare await"]
     kit = per_call["tracseq-kit call()"] - bare
-    print(
-        f"{args.calls} calls x {args.rounds} rounds, median per call (Python {sys.version.split()[0]})"
-    )
+    version = sys.version.split()[0]
+    print(f"{args.calls} calls x {args.rounds} rounds, median per call (Python {version})")
     print(f"{'target':28} {'µs/call':>9} {'overhead µs':>12} {'overhead / kit call()':>22}")
     for name, value in per_call.items():
         overhead = value - bare
