@@ -12,6 +12,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from tracseq_kit import ConfigurationError, DependencyUnavailableError, MissingDependencyError
+from tracseq_kit.health import HealthRegistry
 from tracseq_kit.service import (
     HealthEndpoints,
     Resource,
@@ -24,9 +25,11 @@ from tracseq_kit.settings import ServiceSettings
 
 
 def _service(resources: list[Resource], **settings: Any) -> Any:
+    # ttl=0: every readiness request re-runs the checks, so changes show at once.
     return create_service(
         ServiceSettings(service_name="res", **settings),
         resources=resources,
+        health=HealthRegistry("res", ttl=0, failure_ttl=0),
         tracer_provider=TracerProvider(),
         configure_logs=False,
     )
@@ -49,7 +52,11 @@ def test_postgres_and_redis_are_opened_checked_and_closed(
         for path in ("/livez", "/startupz", "/readyz", "/health"):
             response = client.get(path)
             assert response.status_code == 200, (path, response.text)
-        assert client.get("/health").json()["checks"] == {"postgres": "pass", "redis": "pass"}
+        checks = client.get("/health").json()["checks"]
+        assert {name: c["status"] for name, c in checks.items()} == {
+            "postgres": "healthy",
+            "redis": "healthy",
+        }
     pool = app.state.resources["postgres"]
     server.stop()
     assert pool._closed

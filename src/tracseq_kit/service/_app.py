@@ -16,10 +16,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from tracseq_kit._exceptions import ConfigurationError, DependencyUnavailableError
+from tracseq_kit.health import HealthRegistry
 from tracseq_kit.service._access_log import AccessLogMiddleware
 from tracseq_kit.service._body_limit import BodySizeLimitMiddleware
 from tracseq_kit.service._errors import ProblemDetailsMiddleware, install_exception_handlers
-from tracseq_kit.service._health import HEALTH_PATHS, HealthEndpoints, _BasicHealth
+from tracseq_kit.service._health import HEALTH_PATHS, HealthEndpoints
 from tracseq_kit.service._metrics import MetricsEndpoint, MetricsMiddleware
 from tracseq_kit.service._request_id import RequestIdMiddleware
 from tracseq_kit.service._resources import Resource, Resources
@@ -67,7 +68,8 @@ def create_service(
     ``settings`` defaults to ``ServiceSettings()`` (``TRACSEQ_*`` variables). Logging is
     configured from it unless ``configure_logs=False``; tracing uses ``tracer_provider``
     or the providers of :func:`~tracseq_kit.telemetry.configure_telemetry`. ``health``
-    defaults to a minimal built-in registry. Remaining keyword arguments go to ``FastAPI``;
+    defaults to a :class:`~tracseq_kit.health.HealthRegistry` named after the service.
+    Remaining keyword arguments go to ``FastAPI``;
     FastAPI's own OpenTelemetry (``telemetry=``, FastAPI 0.16x) is switched off unless
     given, since the chassis already opens the server span.
     Raises ``ConfigurationError`` for duplicate resource names.
@@ -82,7 +84,7 @@ def create_service(
         )
     if tracer_provider is None:
         tracer_provider = configure_telemetry(service_name=settings.service_name).tracer_provider
-    health = health if health is not None else _BasicHealth()
+    health = health if health is not None else HealthRegistry(settings.service_name)
     tracker = _InFlight()
     quiet_paths = [*HEALTH_PATHS, *([settings.metrics_path] if settings.metrics_path else [])]
 
