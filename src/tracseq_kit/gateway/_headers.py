@@ -1,0 +1,51 @@
+"""Header rules of a proxy: hop-by-hop removal, forwarding headers, request ids."""
+
+from __future__ import annotations
+
+import os
+import re
+
+__all__ = ["HOP_BY_HOP", "new_request_id", "new_traceparent", "valid_request_id"]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"expect",
+    }
+)
+
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def valid_request_id(value: bytes) -> bool:
+    """Whether a client-sent X-Request-ID is safe to propagate (else a new one is made)."""
+    return _REQUEST_ID.match(value) is not None
+
+
+def valid_traceparent(value: bytes) -> bool:
+    """Whether a traceparent header has the W3C shape."""
+    return _TRACEPARENT.match(value) is not None
+
+
+def new_request_id() -> bytes:
+    """A fresh 32-hex-digit request id."""
+    return os.urandom(16).hex().encode()
+
+
+def new_traceparent() -> bytes:
+    """A new W3C traceparent starting a sampled trace."""
+    return b"00-%s-%s-01" % (os.urandom(16).hex().encode(), os.urandom(8).hex().encode())
+
+
+def connection_named(value: bytes) -> set[bytes]:
+    """Header names listed in a Connection header (they are hop-by-hop too)."""
+    return {t.strip().lower() for t in value.split(b",") if t.strip()}
