@@ -162,7 +162,9 @@ class _JwtVerifier:
 def _public_key(pem: str, alg: str) -> Any:
     from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-    algo: Any = RSAAlgorithm if alg == "RS256" else ECAlgorithm
+    algo: Any = (
+        RSAAlgorithm(RSAAlgorithm.SHA256) if alg == "RS256" else ECAlgorithm(ECAlgorithm.SHA256)
+    )
     try:
         key = algo.prepare_key(pem)
     except Exception as exc:
