@@ -85,7 +85,8 @@ async def serve(gateway: Gateway) -> AsyncIterator[str]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(gateway, host="127.0.0.1", port=port, log_level="error",
-                       lifespan="on", loop="none", http="httptools")
+                       lifespan="on", loop="none", http="httptools",
+                       proxy_headers=False)
     )
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

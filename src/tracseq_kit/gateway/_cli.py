@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
         log_level=args.log_level,
         access_log=False,
         lifespan="on",
+        # the gateway is the edge: never let clients set the peer address via X-Forwarded-For
+        proxy_headers=False,
         # pass the upstream's Date and Server through instead of duplicating them
         server_header=False,
         date_header=False,
