@@ -1,6 +1,6 @@
 """Peer proxies for ``gateway_bench.py``, each run as its own process.
 
-    python bench/gateway_peers.py fastapi|aiohttp|kit|kit-granian LISTEN_PORT UPSTREAM_PORT
+python bench/gateway_peers.py fastapi|aiohttp|kit|kit-granian LISTEN_PORT UPSTREAM_PORT
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ def fastapi_proxy(port: int, upstream: int) -> None:
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     async def proxy(path: str, request: Request) -> Response:
         r = await client.request(
-            request.method, "/" + path, content=await request.body(),
+            request.method,
+            "/" + path,
+            content=await request.body(),
             headers=[(k, v) for k, v in request.headers.items() if k != "host"],
         )
         return Response(r.content, status_code=r.status_code, headers=dict(r.headers))
@@ -43,7 +45,8 @@ def aiohttp_proxy(port: int, upstream: int) -> None:
     async def handler(request: web.Request) -> web.Response:
         session: aiohttp.ClientSession = request.app["session"]
         async with session.request(
-            request.method, f"http://127.0.0.1:{upstream}{request.rel_url}",
+            request.method,
+            f"http://127.0.0.1:{upstream}{request.rel_url}",
             headers={k: v for k, v in request.headers.items() if k.lower() not in HOP},
             data=await request.read() if request.can_read_body else None,
         ) as r:

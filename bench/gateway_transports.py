@@ -65,7 +65,9 @@ async def bench(port: int, seconds: float) -> list[tuple[str, float, float]]:
         await measure("httpx (default transport)", httpx_call)
 
     async with httpx.AsyncClient(
-        transport=AiohttpTransport(client=aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)))
+        transport=AiohttpTransport(
+            client=aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+        )
     ) as client2:
 
         async def httpx_aio_call() -> None:

@@ -49,8 +49,14 @@ class Upstream:
 
     def start(self) -> Upstream:
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "upstream_app.py"), "--port", str(self.port),
-             "--name", self.name],
+            [
+                sys.executable,
+                str(HERE / "upstream_app.py"),
+                "--port",
+                str(self.port),
+                "--name",
+                self.name,
+            ],
         )
         wait_port(self.port)
         return self
@@ -73,7 +79,9 @@ def upstreams(*names: str) -> Iterator[list[Upstream]]:
             u.kill()
 
 
-def config(pools: dict[str, list[str]], routes: list[dict[str, object]], **extra: object) -> GatewayConfig:
+def config(
+    pools: dict[str, list[str]], routes: list[dict[str, object]], **extra: object
+) -> GatewayConfig:
     return parse_config(
         {"pools": {n: {"instances": i} for n, i in pools.items()}, "routes": routes, **extra}
     )
@@ -84,9 +92,16 @@ async def serve(gateway: Gateway) -> AsyncIterator[str]:
     """Serve ``gateway`` with uvicorn in this event loop; yield its base URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(gateway, host="127.0.0.1", port=port, log_level="error",
-                       lifespan="on", loop="none", http="httptools",
-                       proxy_headers=False)
+        uvicorn.Config(
+            gateway,
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
+            lifespan="on",
+            loop="none",
+            http="httptools",
+            proxy_headers=False,
+        )
     )
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

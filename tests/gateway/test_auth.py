@@ -13,19 +13,20 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from tracseq_kit.gateway import AuthConfig, AuthError, Authenticator, hash_api_key
-
 from gateway_support import serve
+
+from tracseq_kit.gateway import AuthConfig, Authenticator, AuthError, hash_api_key
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
 def _pub(key: Any) -> str:
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 RSA_PUB = _pub(RSA_KEY)
@@ -48,16 +49,23 @@ def _auth(**jwt_over: Any) -> Authenticator:
     cfg.update(jwt_over)
     return Authenticator(
         AuthConfig.model_validate(
-            {"jwt": cfg, "api_keys": [{"id": "robot", "sha256": hash_api_key("k-123"),
-                                       "scopes": ["read"]}]}
+            {
+                "jwt": cfg,
+                "api_keys": [{"id": "robot", "sha256": hash_api_key("k-123"), "scopes": ["read"]}],
+            }
         )
     )
 
 
 def _claims(**over: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"sub": "alice", "iss": "https://idp.test/", "aud": "tracseq", "exp": now + 60,
-              "scope": "templates:read events:read"}
+    claims = {
+        "sub": "alice",
+        "iss": "https://idp.test/",
+        "aud": "tracseq",
+        "exp": now + 60,
+        "scope": "templates:read events:read",
+    }
     claims.update(over)
     return claims
 
@@ -67,9 +75,7 @@ def _bearer(token: str) -> dict[bytes, bytes]:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    ("key", "alg"), [(SECRET, "HS256"), (RSA_KEY, "RS256"), (EC_KEY, "ES256")]
-)
+@pytest.mark.parametrize(("key", "alg"), [(SECRET, "HS256"), (RSA_KEY, "RS256"), (EC_KEY, "ES256")])
 async def test_valid_tokens_of_each_algorithm(key: Any, alg: str) -> None:
     identity = await _auth().authenticate(_bearer(jwt.encode(_claims(), key, algorithm=alg)))
     assert identity.subject == "alice"
@@ -139,10 +145,10 @@ async def test_small_clock_skew_is_tolerated() -> None:
 @pytest.mark.anyio
 async def test_tampered_signature_is_rejected() -> None:
     token = jwt.encode(_claims(), RSA_KEY, algorithm="RS256")
-    head, body, _sig = token.split(".")
+    head, _body, sig = token.split(".")
     forged_body = _b64(json.dumps(_claims(sub="admin")).encode())
     with pytest.raises(AuthError, match="invalid token"):
-        await _auth().authenticate(_bearer(f"{head}.{forged_body}.{_sig}"))
+        await _auth().authenticate(_bearer(f"{head}.{forged_body}.{sig}"))
 
 
 @pytest.mark.anyio
@@ -173,15 +179,26 @@ async def test_jwks_url_keys_are_fetched_and_cached() -> None:
             return
         hits += 1
         body = json.dumps({"keys": [jwk]}).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async with serve(jwks_app) as base:  # type: ignore[arg-type]
         auth = Authenticator(
             AuthConfig.model_validate(
-                {"jwt": {"algorithms": ["RS256"], "jwks_url": f"{base}/jwks.json",
-                         "issuer": "https://idp.test/", "audience": "tracseq"}}
+                {
+                    "jwt": {
+                        "algorithms": ["RS256"],
+                        "jwks_url": f"{base}/jwks.json",
+                        "issuer": "https://idp.test/",
+                        "audience": "tracseq",
+                    }
+                }
             )
         )
         token = jwt.encode(_claims(), RSA_KEY, algorithm="RS256", headers={"kid": "k1"})

@@ -48,7 +48,9 @@ def test_unknown_pool_names_the_route_key() -> None:
             "pools.a.service: needs a [registry] section",
         ),
         (
-            _cfg(auth={"jwt": {"algorithms": ["RS256"], "keys": [{"alg": "HS256", "secret": "s"}]}}),
+            _cfg(
+                auth={"jwt": {"algorithms": ["RS256"], "keys": [{"alg": "HS256", "secret": "s"}]}}
+            ),
             "keys[0].alg 'HS256' is not in 'algorithms'",
         ),
         (

@@ -38,9 +38,7 @@ async def client(redis_url: str, prefix: str) -> AsyncIterator[aioredis.Redis]:
     await c.aclose()
 
 
-async def test_registrations_expire_without_heartbeat(
-    client: aioredis.Redis, prefix: str
-) -> None:
+async def test_registrations_expire_without_heartbeat(client: aioredis.Redis, prefix: str) -> None:
     clock = Clock()
     reg = RedisRegistry(prefix=prefix, clock=clock, client=client)
     await reg.register("templates", "127.0.0.1:9001", ttl=10)
@@ -75,8 +73,9 @@ async def test_gateway_routes_to_registered_instances(
         gw = Gateway(cfg)
         async with serve(gw) as base, httpx.AsyncClient(base_url=base) as c:
             assert (await c.get("/api/templates")).status_code == 503
-            async with register_instance("templates", up.address, redis_url=redis_url,
-                                         prefix=prefix):
+            async with register_instance(
+                "templates", up.address, redis_url=redis_url, prefix=prefix
+            ):
                 await gw.refresh_registry()
                 await gw.check_health()
                 r = await c.get("/api/templates")

@@ -103,8 +103,11 @@ def test_pick_never_returns_an_unavailable_instance(
 ) -> None:
     clock = FakeClock()
     pool = UpstreamPool(
-        "p", [f"h:{i + 1}" for i in range(len(healthy))], balancer=balancer,  # type: ignore[arg-type]
-        clock=clock, rng=random.Random(seed),
+        "p",
+        [f"h:{i + 1}" for i in range(len(healthy))],
+        balancer=balancer,  # type: ignore[arg-type]
+        clock=clock,
+        rng=random.Random(seed),
     )
     for inst, h, e, o in zip(pool.instances, healthy, ejected, outstanding, strict=False):
         inst.healthy = h

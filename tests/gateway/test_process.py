@@ -28,8 +28,15 @@ class GatewayProcess:
     def __init__(self, path: Path) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tracseq_kit.gateway", "--config", str(path),
-             "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "tracseq_kit.gateway",
+                "--config",
+                str(path),
+                "--port",
+                str(self.port),
+            ],
         )
         wait_port(self.port)
 
@@ -111,7 +118,9 @@ def test_bad_config_exits_with_the_error(tmp_path: Path) -> None:
     path.write_text('[pools.a]\ninstances=["h:1"]\n[[routes]]\nprefix="/"\nupstream="zz"\n')
     proc = subprocess.run(
         [sys.executable, "-m", "tracseq_kit.gateway", "--config", str(path)],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 2
     assert "gw.toml: routes[0].upstream: unknown pool 'zz'" in proc.stderr

@@ -53,7 +53,9 @@ async def test_forwarding_headers_and_request_id(pair: list[Upstream]) -> None:
         assert seen["traceparent"][0].startswith("00-")
 
         tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-        r = await client.get("/api/templates", headers={"X-Request-ID": "req-42", "traceparent": tp})
+        r = await client.get(
+            "/api/templates", headers={"X-Request-ID": "req-42", "traceparent": tp}
+        )
         seen = _headers(r)
         assert r.headers["x-request-id"] == "req-42" and seen["x-request-id"] == ["req-42"]
         assert seen["traceparent"] == [tp]
@@ -68,9 +70,14 @@ async def test_hop_by_hop_headers_are_removed_both_ways(pair: list[Upstream]) ->
     async with serve(_gw(pair)) as base, httpx.AsyncClient(base_url=base) as client:
         r = await client.get(
             "/api/templates",
-            headers={"Connection": "keep-alive, X-Secret-Hop", "X-Secret-Hop": "1",
-                     "Keep-Alive": "timeout=5", "TE": "trailers", "Proxy-Authorization": "x",
-                     "Upgrade": "h2c"},
+            headers={
+                "Connection": "keep-alive, X-Secret-Hop",
+                "X-Secret-Hop": "1",
+                "Keep-Alive": "timeout=5",
+                "TE": "trailers",
+                "Proxy-Authorization": "x",
+                "Upgrade": "h2c",
+            },
         )
         seen = _headers(r)
         for name in ("x-secret-hop", "keep-alive", "te", "proxy-authorization", "upgrade"):
@@ -144,8 +151,10 @@ async def test_upstream_down_is_502_and_timeout_is_504() -> None:
         gw = Gateway(
             config(
                 {"dead": [dead.address], "live": [up.address]},
-                [{"prefix": "/dead", "upstream": "dead"},
-                 {"prefix": "/slow", "upstream": "live", "timeout": 0.3}],
+                [
+                    {"prefix": "/dead", "upstream": "dead"},
+                    {"prefix": "/slow", "upstream": "live", "timeout": 0.3},
+                ],
             )
         )
         async with serve(gw) as base, httpx.AsyncClient(base_url=base) as c:
@@ -165,8 +174,10 @@ async def test_upstream_down_is_502_and_timeout_is_504() -> None:
 async def test_killing_an_instance_mid_load_shows_no_5xx() -> None:
     with upstreams("a", "b") as ups:
         gw = Gateway(
-            config({"t": [u.address for u in ups]},
-                   [{"prefix": "/api/templates", "upstream": "t", "rewrite": "/echo"}])
+            config(
+                {"t": [u.address for u in ups]},
+                [{"prefix": "/api/templates", "upstream": "t", "rewrite": "/echo"}],
+            )
         )
         statuses: list[int] = []
         served_by: list[str] = []
@@ -180,7 +191,7 @@ async def test_killing_an_instance_mid_load_shows_no_5xx() -> None:
                         served_by.append(r.json()["name"])
 
             async def killer() -> None:
-                while len(statuses) < 100:
+                while len(statuses) < 100:  # noqa: ASYNC110 - polls a plain list, bounded by workers
                     await asyncio.sleep(0.005)
                 ups[0].kill()
 
@@ -196,8 +207,10 @@ async def test_non_idempotent_requests_are_not_retried_unless_keyed() -> None:
     with upstreams("live") as (up,):
         dead = Upstream("dead")
         gw = Gateway(
-            config({"t": [dead.address, up.address]},
-                   [{"prefix": "/x", "upstream": "t", "rewrite": "/echo"}]),
+            config(
+                {"t": [dead.address, up.address]},
+                [{"prefix": "/x", "upstream": "t", "rewrite": "/echo"}],
+            ),
         )
         gw.pools["t"].balancer = "round_robin"
         async with serve(gw) as base, httpx.AsyncClient(base_url=base) as c:
@@ -205,7 +218,9 @@ async def test_non_idempotent_requests_are_not_retried_unless_keyed() -> None:
             posts = [(await c.post("/x", content=b"{}")).status_code for _ in range(4)]
             assert 502 in posts and 200 in posts
             keyed = [
-                (await c.post("/x", content=b"{}", headers={"Idempotency-Key": f"k{i}"})).status_code
+                (
+                    await c.post("/x", content=b"{}", headers={"Idempotency-Key": f"k{i}"})
+                ).status_code
                 for i in range(4)
             ]
             assert keyed == [200] * 4
@@ -272,8 +287,9 @@ class DenyAfter:
 async def test_rate_limit_seam(pair: list[Upstream]) -> None:
     hook = DenyAfter(2)
     gw = Gateway(
-        config({"t": [pair[0].address]},
-               [{"prefix": "/", "upstream": "t", "rate_limit": "per-client"}]),
+        config(
+            {"t": [pair[0].address]}, [{"prefix": "/", "upstream": "t", "rate_limit": "per-client"}]
+        ),
         rate_limit=hook,
     )
     async with serve(gw) as base, httpx.AsyncClient(base_url=base) as c:
@@ -288,9 +304,13 @@ async def test_rate_limit_seam(pair: list[Upstream]) -> None:
 async def test_health_metrics_and_status() -> None:
     with upstreams("a", "b") as ups:
         gw = Gateway(
-            config({"t": [ups[0].address, ups[1].address], "e": [ups[1].address]},
-                   [{"prefix": "/api/templates", "upstream": "t"},
-                    {"prefix": "/api/events", "upstream": "e"}])
+            config(
+                {"t": [ups[0].address, ups[1].address], "e": [ups[1].address]},
+                [
+                    {"prefix": "/api/templates", "upstream": "t"},
+                    {"prefix": "/api/events", "upstream": "e"},
+                ],
+            )
         )
         async with serve(gw) as base, httpx.AsyncClient(base_url=base) as c:
             await c.get("/api/templates/echo")

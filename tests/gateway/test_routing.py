@@ -13,7 +13,9 @@ def _table(*routes: dict[str, object]) -> RoutingTable:
 
 
 def test_longest_prefix_wins_regardless_of_order() -> None:
-    table = _table({"prefix": "/api", "upstream": "e"}, {"prefix": "/api/templates", "upstream": "t"})
+    table = _table(
+        {"prefix": "/api", "upstream": "e"}, {"prefix": "/api/templates", "upstream": "t"}
+    )
     route = table.match("GET", "/api/templates/1")
     assert route is not None and route.pool.name == "t"
     route = table.match("GET", "/api/other")
@@ -30,8 +32,13 @@ def test_prefix_matches_on_segment_boundaries() -> None:
 
 def test_method_host_and_header_conditions() -> None:
     table = _table(
-        {"prefix": "/x", "upstream": "t", "methods": ["get"], "host": "lims.example",
-         "headers": {"X-Tenant": "lab1"}},
+        {
+            "prefix": "/x",
+            "upstream": "t",
+            "methods": ["get"],
+            "host": "lims.example",
+            "headers": {"X-Tenant": "lab1"},
+        },
         {"prefix": "/x", "upstream": "e"},
     )
     ok = table.match("GET", "/x", b"lims.example:8000", {b"x-tenant": b"lab1"})
@@ -68,7 +75,9 @@ def test_rewrite_keeps_the_rest_of_the_path(
 ) -> None:
     p = "/" + "/".join(prefix)
     path = p + "".join("/" + r for r in rest)
-    route = _table({"prefix": p, "upstream": "t", "strip_prefix": True, "rewrite": rewrite}).routes[0]
+    route = _table({"prefix": p, "upstream": "t", "strip_prefix": True, "rewrite": rewrite}).routes[
+        0
+    ]
     out = route.target(path)
     base = (rewrite or "/").rstrip("/")
     assert out.startswith("/")

@@ -46,8 +46,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _json(send, 200, {"ready": STATE["ready"]})
     elif path == "/big":
         mib = int(query.get("mb", ["1"])[0])
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/octet-stream")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/octet-stream")],
+            }
+        )
         chunk = b"x" * (1024 * 1024)
         for _ in range(mib):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -75,11 +80,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 async def _json(send: Any, status: int, doc: Any) -> None:
     body = json.dumps(doc).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"connection", b"x-private-hop"),
-                            (b"x-private-hop", b"secret"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"connection", b"x-private-hop"),
+                (b"x-private-hop", b"secret"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -89,8 +101,15 @@ def main() -> None:
     parser.add_argument("--name", default="upstream")
     args = parser.parse_args()
     STATE["name"] = args.name
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="error", loop="uvloop",
-                http="httptools", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="error",
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

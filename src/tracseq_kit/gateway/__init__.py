@@ -13,7 +13,7 @@ and :class:`RateLimitHook`.
 """
 
 from tracseq_kit.gateway._app import Gateway
-from tracseq_kit.gateway._auth import AuthError, Authenticator, Identity, hash_api_key
+from tracseq_kit.gateway._auth import Authenticator, AuthError, Identity, hash_api_key
 from tracseq_kit.gateway._config import (
     ApiKeyConfig,
     AuthConfig,
@@ -60,6 +60,7 @@ __all__ = [
     "RegistryConfig",
     "RetryBudget",
     "Route",
+    "RouteConfig",
     "RoutingTable",
     "UnlimitedRetryBudget",
     "UpstreamPool",

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from tracseq_kit._exceptions import CircuitOpenError, ConfigurationError
 from tracseq_kit._problem import send_problem
-from tracseq_kit.gateway._auth import IDENTITY_PREFIX, AuthError, Authenticator, Identity
+from tracseq_kit.gateway._auth import IDENTITY_PREFIX, Authenticator, AuthError, Identity
 from tracseq_kit.gateway._config import GatewayConfig, PoolConfig, load_config
 from tracseq_kit.gateway._discovery import RedisRegistry
 from tracseq_kit.gateway._headers import (
@@ -291,14 +291,16 @@ class Gateway:
             services[name] = {"status": state.pool.state(), "instances": details}
         statuses = {s["status"] for s in services.values()}
         overall = (
-            "critical" if "critical" in statuses else "degraded" if "degraded" in statuses else "healthy"
+            "critical"
+            if "critical" in statuses
+            else "degraded"
+            if "degraded" in statuses
+            else "healthy"
         )
         return {"status": overall, "services": services}
 
     async def _probe(self, state: _PoolState, inst: Instance) -> dict[str, Any]:
-        head = build_head(
-            b"GET", state.cfg.health_path.encode(), [(b"host", inst.host_header)]
-        )
+        head = build_head(b"GET", state.cfg.health_path.encode(), [(b"host", inst.host_header)])
         start = time.perf_counter()
         detail: dict[str, Any] = {"address": inst.address}
         try:
@@ -364,7 +366,10 @@ class Gateway:
         route = snap.table.match(method, path, headers.get(b"host"), headers)
         if route is None:
             await send_problem(
-                send, 404, detail=f"no route for {path}", extensions={"request_id": rid.decode()},
+                send,
+                404,
+                detail=f"no route for {path}",
+                extensions={"request_id": rid.decode()},
                 headers=[rid_header],
             )
             self._metrics.requests.labels("-", "404").inc()
@@ -378,7 +383,10 @@ class Gateway:
             log.exception("gateway error on %s %s", method, path)
             with contextlib.suppress(Exception):
                 await send_problem(
-                    send, 500, detail="gateway error", extensions={"request_id": rid.decode()},
+                    send,
+                    500,
+                    detail="gateway error",
+                    extensions={"request_id": rid.decode()},
                     headers=[rid_header],
                 )
         finally:
@@ -408,7 +416,10 @@ class Gateway:
                 identity = await snap.auth.authenticate(headers)
             except AuthError as exc:
                 await send_problem(
-                    send, 401, detail=str(exc), extensions=ext,
+                    send,
+                    401,
+                    detail=str(exc),
+                    extensions=ext,
                     headers=[rid_header, (b"www-authenticate", b'Bearer realm="tracseq"')],
                 )
                 return 401
@@ -425,7 +436,9 @@ class Gateway:
                 if not verdict.allowed:
                     retry_after = str(max(1, round(verdict.retry_after))).encode()
                     await send_problem(
-                        send, 429, detail=f"rate limit {route.rate_limit!r} exceeded",
+                        send,
+                        429,
+                        detail=f"rate limit {route.rate_limit!r} exceeded",
                         extensions=ext,
                         headers=[*extra_response, (b"retry-after", retry_after)],
                     )
@@ -440,12 +453,16 @@ class Gateway:
             try:
                 length = int(length_raw)
             except ValueError:
-                await send_problem(send, 400, detail="invalid Content-Length", extensions=ext,
-                                   headers=[rid_header])
+                await send_problem(
+                    send, 400, detail="invalid Content-Length", extensions=ext, headers=[rid_header]
+                )
                 return 400
             if length > limit:
                 await send_problem(
-                    send, 413, detail=f"request body exceeds {limit} bytes", extensions=ext,
+                    send,
+                    413,
+                    detail=f"request body exceeds {limit} bytes",
+                    extensions=ext,
                     headers=[rid_header],
                 )
                 return 413
@@ -456,8 +473,13 @@ class Gateway:
             try:
                 body = b"".join([c async for c in _read_body(receive, limit)])
             except _BodyTooLarge:
-                await send_problem(send, 413, detail=f"request body exceeds {limit} bytes",
-                                   extensions=ext, headers=[rid_header])
+                await send_problem(
+                    send,
+                    413,
+                    detail=f"request body exceeds {limit} bytes",
+                    extensions=ext,
+                    headers=[rid_header],
+                )
                 return 413
             except _ClientGone:
                 return 499
@@ -496,8 +518,11 @@ class Gateway:
             except CircuitOpenError as exc:
                 retry_after = str(max(1, int(exc.remaining + 0.999))).encode()
                 await send_problem(
-                    send, 503, detail=f"upstream {pool.name!r} is failing; circuit open",
-                    extensions=ext, headers=[rid_header, (b"retry-after", retry_after)],
+                    send,
+                    503,
+                    detail=f"upstream {pool.name!r} is failing; circuit open",
+                    extensions=ext,
+                    headers=[rid_header, (b"retry-after", retry_after)],
                 )
                 return 503
             head = build_head(mbytes, target, [(b"host", inst.host_header), *out_headers])
@@ -518,8 +543,13 @@ class Gateway:
                 break  # a timed-out request may still be running upstream: no retry
             except _BodyTooLarge:
                 inst.outstanding -= 1
-                await send_problem(send, 413, detail=f"request body exceeds {limit} bytes",
-                                   extensions=ext, headers=[rid_header])
+                await send_problem(
+                    send,
+                    413,
+                    detail=f"request body exceeds {limit} bytes",
+                    extensions=ext,
+                    headers=[rid_header],
+                )
                 return 413
             except _ClientGone:
                 inst.outstanding -= 1
@@ -540,8 +570,9 @@ class Gateway:
             finally:
                 inst.outstanding -= 1
             return resp.status
-        await send_problem(send, last_status, detail=last_error, extensions=ext,
-                           headers=[rid_header])
+        await send_problem(
+            send, last_status, detail=last_error, extensions=ext, headers=[rid_header]
+        )
         return last_status
 
     def _failed(self, state: _PoolState, inst: Instance, outcome: str) -> None:
@@ -562,15 +593,25 @@ class Gateway:
         async with asyncio.timeout(route.timeout):
             try:
                 return await self._connections.request(
-                    inst.host, inst.port, head, body, chunked=chunked,
-                    head_only=method == "HEAD", connect_timeout=state.cfg.connect_timeout,
+                    inst.host,
+                    inst.port,
+                    head,
+                    body,
+                    chunked=chunked,
+                    head_only=method == "HEAD",
+                    connect_timeout=state.cfg.connect_timeout,
                 )
             except UpstreamConnectError as exc:
                 # an idle keep-alive connection closed by the upstream: one fresh try
                 if exc.reused and not isinstance(body, AsyncIterator):
                     return await self._connections.request(
-                        inst.host, inst.port, head, body, chunked=chunked,
-                        head_only=method == "HEAD", fresh=True,
+                        inst.host,
+                        inst.port,
+                        head,
+                        body,
+                        chunked=chunked,
+                        head_only=method == "HEAD",
+                        fresh=True,
                         connect_timeout=state.cfg.connect_timeout,
                     )
                 raise
@@ -580,7 +621,7 @@ class Gateway:
         send: Send,
         resp: UpstreamResponse,
         extra: list[tuple[bytes, bytes]],
-        timeout: float,
+        idle_timeout: float,
     ) -> None:
         drop = HOP_BY_HOP
         for name, value in resp.headers:
@@ -597,10 +638,10 @@ class Gateway:
         await send({"type": "http.response.start", "status": resp.status, "headers": out})
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(loop.time() + timeout) as cm:
+            async with asyncio.timeout(loop.time() + idle_timeout) as cm:
                 async for chunk in resp.iter_body():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    cm.reschedule(loop.time() + timeout)
+                    cm.reschedule(loop.time() + idle_timeout)
         except (TimeoutError, ConnectionError) as exc:
             # the head is already sent: all we can do is cut the response short
             log.warning("upstream body failed mid-stream: %s", exc)
@@ -662,7 +703,10 @@ class Gateway:
             out.extend(identity.headers())
         if snap.config.deadline_header:
             out.append(
-                (snap.config.deadline_header.lower().encode(), str(int(route.timeout * 1000)).encode())
+                (
+                    snap.config.deadline_header.lower().encode(),
+                    str(int(route.timeout * 1000)).encode(),
+                )
             )
         return out
 

@@ -95,7 +95,7 @@ class _JwtVerifier:
                 resp = await client.get(url)
                 resp.raise_for_status()
                 data = resp.json()
-            keys = []
+            keys: list[tuple[str | None, str, Any]] = []
             for jwk in self._jwt.PyJWKSet.from_dict(data).keys:
                 alg = jwk.algorithm_name
                 if alg in self._cfg.algorithms:
@@ -151,9 +151,7 @@ class _JwtVerifier:
         raise AuthError(f"invalid token: {last}")
 
     @staticmethod
-    def _select(
-        keys: list[tuple[str | None, str, Any]], alg: str, kid: str | None
-    ) -> list[Any]:
+    def _select(keys: list[tuple[str | None, str, Any]], alg: str, kid: str | None) -> list[Any]:
         # A key is only ever used with its own algorithm: this is what defeats key
         # confusion, independently of PyJWT's own checks.
         return [m for k, a, m in keys if a == alg and (kid is None or k is None or k == kid)]

@@ -272,10 +272,10 @@ class ConnectionPool:
         self._connect_timeout = connect_timeout
         self._closed = False
 
-    async def _connect(self, key: tuple[str, int], timeout: float | None = None) -> _Conn:
+    async def _connect(self, key: tuple[str, int], connect_timeout: float | None = None) -> _Conn:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeout or self._connect_timeout):
+            async with asyncio.timeout(connect_timeout or self._connect_timeout):
                 _, conn = await loop.create_connection(lambda: _Conn(key), key[0], key[1])
         except TimeoutError:
             raise UpstreamConnectError(f"connect to {key[0]}:{key[1]} timed out") from None
@@ -283,13 +283,13 @@ class ConnectionPool:
             raise UpstreamConnectError(f"cannot connect to {key[0]}:{key[1]}: {exc}") from exc
         return conn
 
-    async def _acquire(self, key: tuple[str, int], timeout: float | None) -> _Conn:
+    async def _acquire(self, key: tuple[str, int], connect_timeout: float | None) -> _Conn:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 return conn
-        return await self._connect(key, timeout)
+        return await self._connect(key, connect_timeout)
 
     def _release(self, conn: _Conn) -> None:
         if (
@@ -326,7 +326,8 @@ class ConnectionPool:
         ``head`` is the complete request head (request line and headers, ending with
         a blank line) as built by :func:`build_head`. ``body`` is sent as is, or, when
         ``chunked`` is true, framed with chunked transfer coding. ``head_only`` marks
-        a HEAD request (the response has no body). ``fresh`` skips the idle pool. ``connect_timeout`` overrides the pool's.
+        a HEAD request (the response has no body). ``fresh`` skips the idle pool.
+        ``connect_timeout`` overrides the pool's (seconds).
         """
         key = (host, port)
         if fresh:

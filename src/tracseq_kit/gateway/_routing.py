@@ -67,9 +67,7 @@ class RoutingTable:
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = tuple(sorted(routes, key=lambda r: (-len(r.prefix), r.index)))
-        self._simple = all(
-            not r.methods and r.host is None and not r.headers for r in self.routes
-        )
+        self._simple = all(not r.methods and r.host is None and not r.headers for r in self.routes)
 
     @classmethod
     def build(
@@ -78,7 +76,9 @@ class RoutingTable:
         """Compile route configs against the named pools."""
         routes = []
         for i, rc in enumerate(configs):
-            replacement = rc.rewrite if rc.rewrite is not None else ("/" if rc.strip_prefix else None)
+            replacement = (
+                rc.rewrite if rc.rewrite is not None else ("/" if rc.strip_prefix else None)
+            )
             routes.append(
                 Route(
                     index=i,

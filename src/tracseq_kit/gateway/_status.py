@@ -67,7 +67,5 @@ def render_status(
         "<th>requests</th><th>failures</th></tr>"
         + "".join(rows)
         + "</table><h2>Routes</h2><table id='routes'><tr><th>route</th><th>requests</th>"
-        "<th>req/s</th></tr>"
-        + "".join(route_rows)
-        + "</table></body></html>"
+        "<th>req/s</th></tr>" + "".join(route_rows) + "</table></body></html>"
     )
