@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,9 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._redis: RedisRegistry | None = None
         self._counts = _Counts()
+        # prometheus-client's labels() costs microseconds: keep the children
+        self._route_metrics: dict[str, tuple[Any, dict[int, Any]]] = {}
+        self._upstream_ok: weakref.WeakKeyDictionary[Instance, Any] = weakref.WeakKeyDictionary()
         self._started = clock()
         self._snap = self._build(config, None)
 
@@ -391,8 +395,14 @@ class Gateway:
                 )
         finally:
             name = route.name
-            self._metrics.requests.labels(name, str(status)).inc()
-            self._metrics.duration.labels(name).observe(time.perf_counter() - start)
+            children = self._route_metrics.get(name)
+            if children is None:
+                children = self._route_metrics[name] = (self._metrics.duration.labels(name), {})
+            counter = children[1].get(status)
+            if counter is None:
+                counter = children[1][status] = self._metrics.requests.labels(name, str(status))
+            counter.inc()
+            children[0].observe(time.perf_counter() - start)
             self._counts.total[name] = self._counts.total.get(name, 0) + 1
 
     async def _route(
@@ -564,7 +574,12 @@ class Gateway:
             else:
                 pool.record_success(inst)
                 state.guard.record(True)
-                self._metrics.upstream.labels(pool.name, inst.address, "ok").inc()
+                ok = self._upstream_ok.get(inst)
+                if ok is None:
+                    ok = self._upstream_ok[inst] = self._metrics.upstream.labels(
+                        pool.name, inst.address, "ok"
+                    )
+                ok.inc()
             try:
                 await self._respond(send, resp, extra_response, route.timeout)
             finally:
@@ -590,8 +605,21 @@ class Gateway:
         method: str,
         route: Route,
     ) -> UpstreamResponse:
-        async with asyncio.timeout(route.timeout):
-            try:
+        # route.timeout bounds the wait for the response head (timer in the client)
+        try:
+            return await self._connections.request(
+                inst.host,
+                inst.port,
+                head,
+                body,
+                chunked=chunked,
+                head_only=method == "HEAD",
+                connect_timeout=state.cfg.connect_timeout,
+                head_timeout=route.timeout,
+            )
+        except UpstreamConnectError as exc:
+            # an idle keep-alive connection closed by the upstream: one fresh try
+            if exc.reused and not isinstance(body, AsyncIterator):
                 return await self._connections.request(
                     inst.host,
                     inst.port,
@@ -599,22 +627,11 @@ class Gateway:
                     body,
                     chunked=chunked,
                     head_only=method == "HEAD",
+                    fresh=True,
                     connect_timeout=state.cfg.connect_timeout,
+                    head_timeout=route.timeout,
                 )
-            except UpstreamConnectError as exc:
-                # an idle keep-alive connection closed by the upstream: one fresh try
-                if exc.reused and not isinstance(body, AsyncIterator):
-                    return await self._connections.request(
-                        inst.host,
-                        inst.port,
-                        head,
-                        body,
-                        chunked=chunked,
-                        head_only=method == "HEAD",
-                        fresh=True,
-                        connect_timeout=state.cfg.connect_timeout,
-                    )
-                raise
+            raise
 
     async def _respond(
         self,
@@ -638,7 +655,7 @@ class Gateway:
         await send({"type": "http.response.start", "status": resp.status, "headers": out})
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(loop.time() + idle_timeout) as cm:
+            async with asyncio.timeout_at(loop.time() + idle_timeout) as cm:
                 async for chunk in resp.iter_body():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     cm.reschedule(loop.time() + idle_timeout)

@@ -167,6 +167,10 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def on_timeout(self) -> None:
+        if self._status == 0:
+            self._fail(TimeoutError("upstream did not answer in time"))
+
     def _wake_body(self) -> None:
         waiter = self._body_waiter
         if waiter is not None and not waiter.done():
@@ -320,6 +324,7 @@ class ConnectionPool:
         head_only: bool = False,
         fresh: bool = False,
         connect_timeout: float | None = None,
+        head_timeout: float | None = None,
     ) -> UpstreamResponse:
         """Send one request and return once the response head has arrived.
 
@@ -327,7 +332,10 @@ class ConnectionPool:
         a blank line) as built by :func:`build_head`. ``body`` is sent as is, or, when
         ``chunked`` is true, framed with chunked transfer coding. ``head_only`` marks
         a HEAD request (the response has no body). ``fresh`` skips the idle pool.
-        ``connect_timeout`` overrides the pool's (seconds).
+        ``connect_timeout`` overrides the pool's (seconds). ``head_timeout`` bounds the
+        time from sending the request to receiving the response head; when it passes,
+        the connection is closed and :class:`TimeoutError` raised. (A timer handle is
+        much cheaper than :func:`asyncio.timeout` on this hot path.)
         """
         key = (host, port)
         if fresh:
@@ -338,6 +346,7 @@ class ConnectionPool:
         conn._head_waiter = loop.create_future()
         transport = conn.transport
         assert transport is not None
+        timer = loop.call_later(head_timeout, conn.on_timeout) if head_timeout else None
         try:
             if body is None or isinstance(body, bytes):
                 transport.write(head + body if body else head)
@@ -358,6 +367,9 @@ class ConnectionPool:
         except BaseException:
             conn.close()
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
         if conn._error is not None and conn._status == 0:
             conn.close()
             raise conn._error
