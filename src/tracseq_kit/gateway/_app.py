@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +52,7 @@ from tracseq_kit.gateway._http1 import (
     UpstreamResponse,
     build_head,
 )
-from tracseq_kit.gateway._metrics import GatewayMetrics, gateway_metrics
+from tracseq_kit.gateway._metrics import GatewayStats, register_stats
 from tracseq_kit.gateway._pool import Instance, UpstreamPool
 from tracseq_kit.gateway._routing import Route, RoutingTable
 from tracseq_kit.telemetry import metrics_registry
@@ -96,6 +95,8 @@ class _Snapshot:
     table: RoutingTable
     pools: dict[str, _PoolState]
     auth: Authenticator | None
+    drop: frozenset[bytes]
+    """Request headers never forwarded: hop-by-hop, replaced ones, the API key."""
 
 
 @dataclass
@@ -138,7 +139,8 @@ class Gateway:
         self._retry_budget = retry_budget or UnlimitedRetryBudget()
         self._rate_limit = rate_limit
         self._registry = registry or metrics_registry()
-        self._metrics: GatewayMetrics = gateway_metrics(self._registry)
+        self._stats = GatewayStats()
+        register_stats(self._registry, self._stats)
         self._clock = clock
         self._config_path = Path(config_path) if config_path else None
         self._config_mtime = self._mtime()
@@ -147,9 +149,6 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._redis: RedisRegistry | None = None
         self._counts = _Counts()
-        # prometheus-client's labels() costs microseconds: keep the children
-        self._route_metrics: dict[str, tuple[Any, dict[int, Any]]] = {}
-        self._upstream_ok: weakref.WeakKeyDictionary[Instance, Any] = weakref.WeakKeyDictionary()
         self._started = clock()
         self._snap = self._build(config, None)
 
@@ -179,9 +178,12 @@ class Gateway:
             pools[name] = _PoolState(
                 pcfg, pool, self._guard_factory(name), prev.discovered if prev else ()
             )
-        table = RoutingTable.build(config.routes, {n: s.pool for n, s in pools.items()})
+        by_name = {n: s.pool for n, s in pools.items()}
+        table = RoutingTable.build(config.routes, by_name)
+        self._stats.pools = by_name
         auth = Authenticator(config.auth) if (config.auth.jwt or config.auth.api_keys) else None
-        return _Snapshot(config, table, pools, auth)
+        api_key = auth.api_key_header if auth else config.auth.api_key_header.lower().encode()
+        return _Snapshot(config, table, pools, auth, HOP_BY_HOP | _REPLACED | {api_key})
 
     @property
     def config(self) -> GatewayConfig:
@@ -359,9 +361,8 @@ class Gateway:
             return
         snap = self._snap
         start = time.perf_counter()
-        headers: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
-            headers[name] = value  # last one wins for lookups; all are forwarded
+        # the last value wins for lookups; every header is still forwarded
+        headers: dict[bytes, bytes] = dict(scope["headers"])
         rid = headers.get(b"x-request-id")
         if rid is None or not valid_request_id(rid):
             rid = new_request_id()
@@ -376,7 +377,7 @@ class Gateway:
                 extensions={"request_id": rid.decode()},
                 headers=[rid_header],
             )
-            self._metrics.requests.labels("-", "404").inc()
+            self._stats.observe("-", 404, time.perf_counter() - start)
             return
         status = 500
         try:
@@ -394,16 +395,7 @@ class Gateway:
                     headers=[rid_header],
                 )
         finally:
-            name = route.name
-            children = self._route_metrics.get(name)
-            if children is None:
-                children = self._route_metrics[name] = (self._metrics.duration.labels(name), {})
-            counter = children[1].get(status)
-            if counter is None:
-                counter = children[1][status] = self._metrics.requests.labels(name, str(status))
-            counter.inc()
-            children[0].observe(time.perf_counter() - start)
-            self._counts.total[name] = self._counts.total.get(name, 0) + 1
+            self._stats.observe(route.name, status, time.perf_counter() - start)
 
     async def _route(
         self,
@@ -521,7 +513,7 @@ class Gateway:
             if attempt and (inst is tried or not self._retry_budget.try_retry()):
                 break
             if attempt:
-                self._metrics.retries.labels(pool.name).inc()
+                self._stats.retries[pool.name] = self._stats.retries.get(pool.name, 0) + 1
             tried = inst
             try:
                 state.guard.admit()
@@ -574,12 +566,6 @@ class Gateway:
             else:
                 pool.record_success(inst)
                 state.guard.record(True)
-                ok = self._upstream_ok.get(inst)
-                if ok is None:
-                    ok = self._upstream_ok[inst] = self._metrics.upstream.labels(
-                        pool.name, inst.address, "ok"
-                    )
-                ok.inc()
             try:
                 await self._respond(send, resp, extra_response, route.timeout)
             finally:
@@ -593,7 +579,8 @@ class Gateway:
     def _failed(self, state: _PoolState, inst: Instance, outcome: str) -> None:
         state.pool.record_failure(inst)
         state.guard.record(False)
-        self._metrics.upstream.labels(state.pool.name, inst.address, outcome).inc()
+        key = (state.pool.name, inst.address, outcome)
+        self._stats.upstream_failures[key] = self._stats.upstream_failures.get(key, 0) + 1
 
     async def _exchange(
         self,
@@ -675,47 +662,37 @@ class Gateway:
         snap: _Snapshot,
         route: Route,
     ) -> list[tuple[bytes, bytes]]:
-        drop = HOP_BY_HOP
+        raw: list[tuple[bytes, bytes]] = scope["headers"]
+        drop = snap.drop
         conn = headers.get(b"connection")
         if conn is not None:
-            drop = HOP_BY_HOP | connection_named(conn)
-        api_key_header = snap.auth.api_key_header if snap.auth else b"x-api-key"
-        out = []
-        xff: bytes | None = None
-        forwarded: bytes | None = None
-        traceparent: bytes | None = None
-        for name, value in scope["headers"]:
-            if (
-                name in drop
-                or name in _REPLACED
-                or name == api_key_header
-                or name.startswith(IDENTITY_PREFIX)
-            ):
-                if name == b"x-forwarded-for":
-                    xff = value if xff is None else xff + b", " + value
-                elif name == b"forwarded":
-                    forwarded = value if forwarded is None else forwarded + b", " + value
-                elif name == b"traceparent":
-                    traceparent = value
-                continue
-            out.append((name, value))
+            drop = drop | connection_named(conn)
+        # one comprehension: this runs for every request (measured ~6 us as a loop)
+        out = [h for h in raw if h[0] not in drop and not h[0].startswith(IDENTITY_PREFIX)]
         client = scope.get("client")
         ip = (client[0] if client else "unknown").encode()
-        proto = scope.get("scheme", "http").encode()
+        proto = b"https" if scope.get("scheme") == "https" else b"http"
+        xff = ip
+        if b"x-forwarded-for" in headers:
+            xff = b", ".join([v for n, v in raw if n == b"x-forwarded-for"] + [ip])
         host = headers.get(b"host", b"")
-        out.append((b"x-forwarded-for", xff + b", " + ip if xff else ip))
-        out.append((b"x-forwarded-proto", proto))
-        if host:
-            out.append((b"x-forwarded-host", host))
         node = b'"[%s]"' % ip if b":" in ip else ip
         fwd = b"for=%s;proto=%s" % (node, proto)
         if host:
             fwd += b';host="%s"' % host.replace(b'"', b"")
-        out.append((b"forwarded", forwarded + b", " + fwd if forwarded else fwd))
-        out.append((b"x-request-id", rid))
+            out.append((b"x-forwarded-host", host))
+        if b"forwarded" in headers:
+            fwd = b", ".join([v for n, v in raw if n == b"forwarded"] + [fwd])
+        traceparent = headers.get(b"traceparent")
         if traceparent is None or not valid_traceparent(traceparent):
             traceparent = new_traceparent()
-        out.append((b"traceparent", traceparent))
+        out += (
+            (b"x-forwarded-for", xff),
+            (b"x-forwarded-proto", proto),
+            (b"forwarded", fwd),
+            (b"x-request-id", rid),
+            (b"traceparent", traceparent),
+        )
         if identity is not None:
             out.extend(identity.headers())
         if snap.config.deadline_header:
@@ -746,6 +723,7 @@ class Gateway:
 
         now = self._clock()
         counts = self._counts
+        counts.total = self._stats.route_totals()
         if now - counts.last_at >= 1.0:
             span = now - counts.last_at if counts.last_at else now - self._started
             counts.rates = {

@@ -33,6 +33,7 @@ class Instance:
     ejections: int = 0
     ejected_until: float = 0.0
     requests: int = 0
+    successes: int = 0
     failures: int = 0
     host_header: bytes = field(default=b"", repr=False)
 
@@ -108,7 +109,11 @@ class UpstreamPool:
         used; None tells the caller to answer 503.
         """
         now = self._clock()
-        candidates = [i for i in self.instances if i.available(now) and i is not exclude]
+        instances = self.instances
+        if len(instances) == 1 and exclude is None:  # the common single-instance pool
+            only = instances[0]
+            return only if only.healthy and only.ejected_until <= now else None
+        candidates = [i for i in instances if i.available(now) and i is not exclude]
         if not candidates:
             if exclude is not None and exclude.available(now):
                 return exclude
@@ -118,11 +123,15 @@ class UpstreamPool:
         if self.balancer == "round_robin":
             self._rr = (self._rr + 1) % len(candidates)
             return candidates[self._rr]
-        a, b = self._rng.sample(candidates, 2)
+        n = len(candidates)
+        i = self._rng.randrange(n)
+        j = self._rng.randrange(n - 1)
+        a, b = candidates[i], candidates[j + 1 if j >= i else j]  # two distinct choices
         return a if a.outstanding <= b.outstanding else b
 
     def record_success(self, inst: Instance) -> None:
         """An exchange with ``inst`` succeeded: reset its failure streak."""
+        inst.successes += 1
         inst.consecutive_failures = 0
         inst.ejections = 0 if inst.ejected_until <= self._clock() else inst.ejections
 
@@ -135,6 +144,10 @@ class UpstreamPool:
             factor = min(2**inst.ejections, 8)
             inst.ejections += 1
             inst.ejected_until = self._clock() + self._eject_backoff * factor
+
+    def now(self) -> float:
+        """The pool's clock reading (monotonic seconds unless a clock was injected)."""
+        return self._clock()
 
     def state(self) -> str:
         """``healthy`` (all available), ``degraded`` (some) or ``critical`` (none)."""
