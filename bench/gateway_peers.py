@@ -3,8 +3,7 @@
 python bench/gateway_peers.py fastapi|aiohttp|kit|kit-granian LISTEN_PORT UPSTREAM_PORT
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: FastAPI resolves the handler annotations
 import sys
 import tempfile
 from pathlib import Path
@@ -88,31 +87,10 @@ def kit_gateway(port: int, upstream: int) -> None:
 
 
 def kit_gateway_granian(port: int, upstream: int) -> None:
-    """The kit's gateway on granian's ASGI server."""
-    import os
+    """The kit's gateway on granian's ASGI server (``--server granian``)."""
+    from tracseq_kit.gateway._cli import main
 
-    os.environ["TRACSEQ_GATEWAY_CONFIG"] = str(kit_config(upstream))
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
-
-    Granian(
-        "gateway_peers:granian_app",
-        address="127.0.0.1",
-        port=port,
-        interface=Interfaces.ASGI,
-        loop=Loops.uvloop,
-        workers=1,
-        log_enabled=False,
-        factory=True,
-    ).serve()
-
-
-def granian_app() -> object:
-    import os
-
-    from tracseq_kit.gateway import Gateway
-
-    return Gateway.from_file(os.environ["TRACSEQ_GATEWAY_CONFIG"])
+    main(["--config", str(kit_config(upstream)), "--port", str(port), "--server", "granian"])
 
 
 PEERS = {
