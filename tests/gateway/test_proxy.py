@@ -330,7 +330,7 @@ async def test_health_metrics_and_status() -> None:
             assert "tracseq_gateway_upstream_requests_total" in metrics
             page = await c.get("/status")
             assert page.headers["content-type"].startswith("text/html")
-            assert "http-equiv='refresh'" in page.text
+            assert "http-equiv='refresh'" in page.text and "setInterval" in page.text
             assert ups[0].address in page.text and "down" in page.text
 
 

@@ -357,7 +357,7 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if path in _INTERNAL:
-            await getattr(self, _INTERNAL[path])(send)
+            await getattr(self, _INTERNAL[path])(scope, send)
             return
         snap = self._snap
         start = time.perf_counter()
@@ -705,7 +705,7 @@ class Gateway:
         return out
 
     # -- internal endpoints ------------------------------------------------------
-    async def _health_endpoint(self, send: Send) -> None:
+    async def _health_endpoint(self, scope: Scope, send: Send) -> None:
         import json
 
         report = await self.check_health()
@@ -713,12 +713,12 @@ class Gateway:
         status = 503 if report["status"] == "critical" else 200
         await _send_bytes(send, status, body, b"application/json")
 
-    async def _metrics_endpoint(self, send: Send) -> None:
+    async def _metrics_endpoint(self, scope: Scope, send: Send) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         await _send_bytes(send, 200, generate_latest(self._registry), CONTENT_TYPE_LATEST.encode())
 
-    async def _status_endpoint(self, send: Send) -> None:
+    async def _status_endpoint(self, scope: Scope, send: Send) -> None:
         from tracseq_kit.gateway._status import render_status
 
         now = self._clock()
@@ -731,7 +731,13 @@ class Gateway:
             }
             counts.last = dict(counts.total)
             counts.last_at = now
-        page = render_status(self._snap.pools, counts.total, counts.rates, now=now)
+        refresh_ms = 2000
+        for part in scope.get("query_string", b"").split(b"&"):
+            if part.startswith(b"refresh=") and part[8:].isdigit():
+                refresh_ms = min(max(int(part[8:]), 100), 60_000)
+        page = render_status(
+            self._snap.pools, counts.total, counts.rates, now=now, refresh_ms=refresh_ms
+        )
         await _send_bytes(send, 200, page.encode(), b"text/html; charset=utf-8")
 
 

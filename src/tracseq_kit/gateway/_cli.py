@@ -66,7 +66,9 @@ def _serve_granian(args: argparse.Namespace) -> None:
     except ImportError:
         from tracseq_kit._exceptions import MissingDependencyError
 
-        raise MissingDependencyError("granian", extra="gateway", purpose="--server granian") from None
+        raise MissingDependencyError(
+            "granian", extra="gateway", purpose="--server granian"
+        ) from None
     os.environ[_CONFIG_ENV] = os.path.abspath(args.config)
     Granian(
         "tracseq_kit.gateway._cli:granian_app",
