@@ -563,6 +563,12 @@ class Gateway:
                     inst.outstanding -= 1
                     last_error, last_status = f"upstream answered {resp.status}", resp.status
                     continue
+            elif resp.status >= 500:
+                # the instance answered, so it is no outlier, but the breaker counts 5xx
+                inst.consecutive_failures = 0
+                state.guard.record(False)
+                key = (pool.name, inst.address, "5xx")
+                self._stats.upstream_failures[key] = self._stats.upstream_failures.get(key, 0) + 1
             else:
                 pool.record_success(inst)
                 state.guard.record(True)
