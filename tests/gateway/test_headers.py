@@ -36,7 +36,16 @@ names = st.sampled_from(
         b"transfer-encoding",
     ]
 )
-values = st.binary(min_size=1, max_size=20).filter(lambda v: b"," not in v or True)
+values = st.binary(min_size=1, max_size=20)
+# headers the gateway itself sets (so they may appear although a client named them)
+GATEWAY_SET = {
+    b"x-request-id",
+    b"traceparent",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"forwarded",
+}
 
 
 @given(
@@ -56,16 +65,7 @@ def test_upstream_headers_never_leak_hop_by_hop_or_spoofed_identity(
         if n == b"connection":
             connection_named |= {t.strip().lower() for t in v.split(b",") if t.strip()}
     assert not (set(sent) & HOP_BY_HOP)
-    assert not (
-        set(sent)
-        & (connection_named - {b"x-forwarded-for", b"forwarded"})
-        - {
-            b"x-request-id",
-            b"traceparent",
-            b"x-forwarded-proto",
-            b"x-forwarded-host",
-        }
-    )
+    assert not (set(sent) & (connection_named - GATEWAY_SET))
     assert b"x-api-key" not in sent
     for name in (b"x-request-id", b"traceparent", b"x-forwarded-for", b"forwarded"):
         assert sent.count(name) == 1
