@@ -328,6 +328,14 @@ async def test_health_metrics_and_status() -> None:
             metrics = (await c.get("/metrics")).text
             assert 'tracseq_gateway_requests_total{route="/api/templates",status="200"}' in metrics
             assert "tracseq_gateway_upstream_requests_total" in metrics
+            assert (
+                'tracseq_gateway_request_duration_seconds_bucket{le="+Inf",route="/api/templates"}'
+                in metrics
+            )
+            assert (
+                f'tracseq_gateway_instance_up{{instance="{ups[0].address}",upstream="t"}} 0.0'
+                in metrics
+            )
             page = await c.get("/status")
             assert page.headers["content-type"].startswith("text/html")
             assert "http-equiv='refresh'" in page.text and "setInterval" in page.text
