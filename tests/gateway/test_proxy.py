@@ -10,6 +10,7 @@ import httpx
 import jwt
 import pytest
 from gateway_support import Upstream, config, serve, upstreams
+from prometheus_client import CollectorRegistry
 
 from tracseq_kit import CircuitOpenError
 from tracseq_kit.gateway import Gateway, RateLimitVerdict
@@ -310,7 +311,8 @@ async def test_health_metrics_and_status() -> None:
                     {"prefix": "/api/templates", "upstream": "t"},
                     {"prefix": "/api/events", "upstream": "e"},
                 ],
-            )
+            ),
+            registry=CollectorRegistry(),  # metrics of this gateway only
         )
         async with serve(gw) as base, httpx.AsyncClient(base_url=base) as c:
             await c.get("/api/templates/echo")

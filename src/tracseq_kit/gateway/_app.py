@@ -635,7 +635,8 @@ class Gateway:
     ) -> None:
         drop = HOP_BY_HOP
         for name, value in resp.headers:
-            if name == b"connection":
+            # nginx and most servers send a plain "keep-alive": skip the set building
+            if name == b"connection" and value.lower() not in (b"keep-alive", b"close"):
                 drop = HOP_BY_HOP | connection_named(value)
                 break
         out = [(n, v) for n, v in resp.headers if n not in drop and n != b"x-request-id"]
