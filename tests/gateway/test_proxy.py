@@ -385,3 +385,30 @@ def test_problem_bodies_are_json() -> None:
     from tracseq_kit._problem import problem_body
 
     assert json.loads(problem_body(502, detail="x"))["status"] == 502
+
+
+async def test_file_change_is_picked_up_without_a_signal(
+    pair: list[Upstream], tmp_path: Any
+) -> None:
+    a, b = pair
+    path = tmp_path / "gw.toml"
+
+    def write(pool: str) -> None:
+        path.write_text(
+            f'[pools.a]\ninstances=["{a.address}"]\n[pools.b]\ninstances=["{b.address}"]\n'
+            f'[[routes]]\nprefix="/"\nupstream="{pool}"\n'
+        )
+
+    write("a")
+    gw = Gateway.from_file(path, watch_interval=0.02)
+    async with serve(gw) as base, httpx.AsyncClient(base_url=base) as c:
+        assert (await c.get("/echo")).json()["name"] == "a"
+        write("b")
+        import os
+
+        os.utime(path, (1, 1))  # a distinct mtime even on coarse file systems
+        for _ in range(250):  # bounded: the watcher checks every 20 ms
+            if gw.config.routes[0].upstream == "b":
+                break
+            await asyncio.sleep(0.02)
+        assert (await c.get("/echo")).json()["name"] == "b"

@@ -498,7 +498,7 @@ class Gateway:
             out_headers.append((b"transfer-encoding", b"chunked"))
         mbytes = method.encode()
 
-        state = snap.pools[_pool_name(snap, route)]
+        state = snap.pools[route.pool.name]
         pool = state.pool
         if retryable:
             self._retry_budget.record_request()
@@ -770,10 +770,6 @@ _REPLACED = frozenset(
         b"content-length",
     }
 )
-
-
-def _pool_name(snap: _Snapshot, route: Route) -> str:
-    return route.pool.name
 
 
 def _target(scope: Scope, route: Route) -> bytes:
