@@ -238,6 +238,20 @@ async def test_large_response_streams(pair: list[Upstream]) -> None:
         assert total == 20 * 1024 * 1024
 
 
+async def test_client_disconnect_stops_the_upstream_transfer(pair: list[Upstream]) -> None:
+    gw = _gw(pair, routes=[{"prefix": "/", "upstream": "t"}])
+    async with serve(gw) as base:
+        async with httpx.AsyncClient(base_url=base) as c:
+            async with c.stream("GET", "/drip", params={"chunks": 200, "ms": 50}) as r:
+                async for _ in r.aiter_raw():
+                    break  # go away after the first chunk (the drip would take 10 s)
+        for _ in range(200):  # bounded wait for the gateway to notice
+            if all(i.outstanding == 0 for i in gw.pools["t"].instances):
+                break
+            await asyncio.sleep(0.01)
+        assert all(i.outstanding == 0 for i in gw.pools["t"].instances)
+
+
 class FailingGuard:
     """A PoolGuard double: open after ``limit`` failures."""
 

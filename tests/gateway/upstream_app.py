@@ -4,7 +4,7 @@
 
 Endpoints: ``/readyz``; ``/echo/...`` answers JSON with the instance name, method,
 path, query and headers it saw, and the request body's length; ``/upload`` counts a
-streamed body; ``/big?mb=N`` streams N MiB; ``/slow?ms=N`` answers after N ms;
+streamed body; ``/big?mb=N`` streams N MiB; ``/drip?chunks=N&ms=M`` sends 1 KiB every M ms; ``/slow?ms=N`` answers after N ms;
 ``/fail`` answers 503; ``/toggle-ready`` flips the readiness answer.
 """
 
@@ -56,6 +56,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         chunk = b"x" * (1024 * 1024)
         for _ in range(mib):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/drip":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/octet-stream")],
+            }
+        )
+        for _ in range(int(query.get("chunks", ["100"])[0])):
+            await send({"type": "http.response.body", "body": b"d" * 1024, "more_body": True})
+            await asyncio.sleep(int(query.get("ms", ["100"])[0]) / 1000)
         await send({"type": "http.response.body", "body": b""})
     elif path == "/slow":
         await asyncio.sleep(int(query.get("ms", ["100"])[0]) / 1000)

@@ -573,7 +573,7 @@ class Gateway:
                 pool.record_success(inst)
                 state.guard.record(True)
             try:
-                await self._respond(send, resp, extra_response, route.timeout)
+                await self._respond(receive, send, resp, extra_response, route.timeout)
             finally:
                 inst.outstanding -= 1
             return resp.status
@@ -628,6 +628,7 @@ class Gateway:
 
     async def _respond(
         self,
+        receive: Receive,
         send: Send,
         resp: UpstreamResponse,
         extra: list[tuple[bytes, bytes]],
@@ -648,6 +649,9 @@ class Gateway:
             return
         await send({"type": "http.response.start", "status": resp.status, "headers": out})
         loop = asyncio.get_running_loop()
+        # a client that goes away must not keep the upstream transfer running
+        watcher = loop.create_task(_until_disconnect(receive))
+        watcher.add_done_callback(lambda _: resp.release())
         try:
             async with asyncio.timeout_at(loop.time() + idle_timeout) as cm:
                 async for chunk in resp.iter_body():
@@ -655,9 +659,12 @@ class Gateway:
                     cm.reschedule(loop.time() + idle_timeout)
         except (TimeoutError, ConnectionError) as exc:
             # the head is already sent: all we can do is cut the response short
-            log.warning("upstream body failed mid-stream: %s", exc)
+            if not watcher.done():
+                log.warning("upstream body failed mid-stream: %s", exc)
             resp.release()
             raise _AbortResponse from None
+        finally:
+            watcher.cancel()
         await send({"type": "http.response.body", "body": b""})
 
     def _upstream_headers(
@@ -810,6 +817,11 @@ async def _read_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
             yield chunk
         if not message.get("more_body", False):
             return
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _send_bytes(send: Send, status: int, body: bytes, content_type: bytes) -> None:
