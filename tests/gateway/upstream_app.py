@@ -5,7 +5,8 @@
 Endpoints: ``/readyz``; ``/echo/...`` answers JSON with the instance name, method,
 path, query and headers it saw, and the request body's length; ``/upload`` counts a
 streamed body; ``/big?mb=N`` streams N MiB; ``/drip?chunks=N&ms=M`` sends 1 KiB
-every M ms; ``/slow?ms=N`` answers after N ms; ``/fail`` answers 503; ``/toggle-ready`` flips the readiness answer.
+every M ms; ``/slow?ms=N`` answers after N ms; ``/fail`` answers 503;
+``/toggle-ready`` flips the readiness answer.
 """
 
 from __future__ import annotations
