@@ -106,3 +106,13 @@ def test_example_routes_tracseq_paths() -> None:
     assert [i.address for i in templates.pool.instances] == ["127.0.0.1:8083"]
     assert events.pool.name == "events"
     assert [i.address for i in events.pool.instances] == ["127.0.0.1:8095"]
+
+
+def test_example_entry_point_builds_the_gateway() -> None:
+    import runpy
+
+    from tracseq_kit.gateway import Gateway
+
+    namespace = runpy.run_path(str(EXAMPLE.with_name("main.py")))
+    assert isinstance(namespace["app"], Gateway)
+    assert {r.prefix for r in namespace["app"].config.routes} == {"/api/templates", "/api/events"}
