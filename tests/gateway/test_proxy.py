@@ -426,3 +426,26 @@ async def test_file_change_is_picked_up_without_a_signal(
                 break
             await asyncio.sleep(0.02)
         assert (await c.get("/echo")).json()["name"] == "b"
+
+
+async def test_instance_returning_to_health_gets_traffic_again() -> None:
+    with upstreams("a", "b") as ups:
+        gw = Gateway(
+            config({"t": [u.address for u in ups]}, [{"prefix": "/", "upstream": "t"}]),
+        )
+        gw.pools["t"].balancer = "round_robin"
+        async with serve(gw) as base, httpx.AsyncClient(base_url=base) as c:
+
+            async def names(n: int) -> set[str]:
+                return {(await c.get("/echo")).json()["name"] for _ in range(n)}
+
+            assert await names(6) == {"a", "b"}
+            ups[0].kill()
+            await gw.check_health()
+            assert await names(6) == {"b"}
+            restarted = Upstream("a", port=ups[0].port).start()
+            try:
+                await gw.check_health()
+                assert await names(6) == {"a", "b"}
+            finally:
+                restarted.kill()
