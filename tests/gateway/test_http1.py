@@ -145,3 +145,21 @@ async def test_head_timeout_closes_the_connection() -> None:
         with pytest.raises(TimeoutError):
             await pool.request("127.0.0.1", port, HEAD, head_timeout=0.05)
         await pool.aclose()
+
+
+async def test_body_delimited_by_connection_close() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+        for part in (b"old ", b"style ", b"body"):
+            writer.write(part)
+            await writer.drain()
+        writer.close()
+
+    server, port = await _server(handler)
+    pool = ConnectionPool()
+    async with server:
+        r = await pool.request("127.0.0.1", port, HEAD)
+        body = b"".join([c async for c in r.iter_body()])
+        await pool.aclose()
+    assert body == b"old style body"

@@ -71,6 +71,7 @@ class _Conn(asyncio.Protocol):
         "_paused_writing",
         "_pending",
         "_status",
+        "_until_close",
         "closed",
         "key",
         "transport",
@@ -91,6 +92,7 @@ class _Conn(asyncio.Protocol):
     def _reset(self) -> None:
         self._headers: list[tuple[bytes, bytes]] = []
         self._status = 0
+        self._until_close = False
         self._chunks: collections.deque[bytes] = collections.deque()
         self._pending = 0
         self._done = False
@@ -115,7 +117,12 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if not self._done:
-            if self._status:
+            if self._status and self._until_close:
+                # a body delimited by the connection's end is complete now
+                self._done = True
+                self._keep_alive = False
+                self._wake_body()
+            elif self._status:
                 self._fail(UpstreamProtocolError("upstream closed the connection mid-response"))
             else:
                 self._fail(
@@ -141,6 +148,13 @@ class _Conn(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
         self._keep_alive = self._parser.should_keep_alive()
+        names = {name for name, _ in self._headers}
+        self._until_close = (
+            b"content-length" not in names
+            and b"transfer-encoding" not in names
+            and self._status >= 200
+            and self._status not in (204, 304)
+        )
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
