@@ -92,7 +92,7 @@ class _Conn(asyncio.Protocol):
     def _reset(self) -> None:
         self._headers: list[tuple[bytes, bytes]] = []
         self._status = 0
-        self._until_close = False
+        self._until_close = True  # until a framing header says otherwise
         self._chunks: collections.deque[bytes] = collections.deque()
         self._pending = 0
         self._done = False
@@ -143,17 +143,16 @@ class _Conn(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        if name == b"content-length" or name == b"transfer-encoding":
+            self._until_close = False
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
         self._keep_alive = self._parser.should_keep_alive()
-        names = {name for name, _ in self._headers}
         self._until_close = (
-            b"content-length" not in names
-            and b"transfer-encoding" not in names
-            and self._status >= 200
-            and self._status not in (204, 304)
+            self._until_close and self._status >= 200 and self._status not in (204, 304)
         )
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
