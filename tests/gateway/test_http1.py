@@ -163,3 +163,21 @@ async def test_body_delimited_by_connection_close() -> None:
         body = b"".join([c async for c in r.iter_body()])
         await pool.aclose()
     assert body == b"old style body"
+
+
+async def test_interim_responses_are_skipped() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+        writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\ndone")
+        await writer.drain()
+
+    server, port = await _server(handler)
+    pool = ConnectionPool()
+    async with server:
+        r = await pool.request("127.0.0.1", port, HEAD)
+        assert r.status == 201
+        assert (b"link", b"</a.css>; rel=preload") not in r.headers
+        assert b"".join([c async for c in r.iter_body()]) == b"done"
+        await pool.aclose()

@@ -65,6 +65,7 @@ class _Conn(asyncio.Protocol):
         "_error",
         "_head_waiter",
         "_headers",
+        "_interim",
         "_keep_alive",
         "_parser",
         "_paused_reading",
@@ -93,6 +94,7 @@ class _Conn(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._status = 0
         self._until_close = True  # until a framing header says otherwise
+        self._interim = False
         self._chunks: collections.deque[bytes] = collections.deque()
         self._pending = 0
         self._done = False
@@ -149,7 +151,13 @@ class _Conn(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self._status = self._parser.get_status_code()
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # interim response (100 Continue, 103 Early Hints): skip
+            self._interim = True
+            self._headers = []
+            self._until_close = True
+            return
+        self._status = status
         self._keep_alive = self._parser.should_keep_alive()
         self._until_close = (
             self._until_close and self._status >= 200 and self._status not in (204, 304)
@@ -167,6 +175,9 @@ class _Conn(asyncio.Protocol):
         self._wake_body()
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
         self._done = True
         self._wake_body()
 
