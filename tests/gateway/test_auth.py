@@ -208,3 +208,18 @@ async def test_jwks_url_keys_are_fetched_and_cached() -> None:
         unknown = jwt.encode(_claims(), RSA_KEY, algorithm="RS256", headers={"kid": "k2"})
         with pytest.raises(AuthError, match="no key matches"):
             await auth.authenticate(_bearer(unknown))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"sub": "alice\r\nX-Tracseq-Identity-Subject: root"},
+        {"scope": ["read", "x\r\nEvil: 1"]},
+        {"sub": "\u00e9ve"},
+    ],
+)
+async def test_claims_that_would_inject_headers_are_rejected(over: dict[str, Any]) -> None:
+    token = jwt.encode(_claims(**over), RSA_KEY, algorithm="RS256")
+    with pytest.raises(AuthError, match="not allowed in headers"):
+        await _auth().authenticate(_bearer(token))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ __all__ = ["AuthError", "Authenticator", "Identity", "hash_api_key"]
 log = logging.getLogger("tracseq_kit.gateway")
 
 IDENTITY_PREFIX = b"x-tracseq-identity-"
+# printable ASCII without control characters (what an identity header may carry)
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]{0,1024}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +145,17 @@ class _JwtVerifier:
             scopes = claims.get(self._cfg.scopes_claim) or ()
             if isinstance(scopes, str):
                 scopes = scopes.split()
-            return Identity(
+            identity = Identity(
                 subject=str(claims["sub"]),
                 method="jwt",
                 scopes=tuple(str(s) for s in scopes),
                 issuer=claims.get("iss"),
             )
+            # claim values become header values upstream: refuse header injection
+            values = (identity.subject, *identity.scopes, identity.issuer or "")
+            if any(not _HEADER_SAFE.fullmatch(v) for v in values):
+                raise AuthError("token claims contain characters not allowed in headers")
+            return identity
         raise AuthError(f"invalid token: {last}")
 
     @staticmethod
