@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 _HIGH_WATER = 256 * 1024
+_SWEEP_EVERY = 0.05
 
 
 class UpstreamConnectError(ConnectionError):
@@ -299,6 +300,23 @@ class ConnectionPool:
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
         self._closed = False
+        # connections waiting for a response head, with their deadlines; one sweeping
+        # timer checks them (a timer per request costs ~1.6 us, a set entry ~0.1 us)
+        self._waiting: dict[_Conn, float] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def _sweep_deadlines(self) -> None:
+        self._sweep = None
+        if not self._waiting:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn, deadline in list(self._waiting.items()):
+            if deadline <= now:
+                del self._waiting[conn]
+                conn.on_timeout()
+        if self._waiting:
+            self._sweep = loop.call_later(_SWEEP_EVERY, self._sweep_deadlines)
 
     async def _connect(self, key: tuple[str, int], connect_timeout: float | None = None) -> _Conn:
         loop = asyncio.get_running_loop()
@@ -358,8 +376,8 @@ class ConnectionPool:
         a HEAD request (the response has no body). ``fresh`` skips the idle pool.
         ``connect_timeout`` overrides the pool's (seconds). ``head_timeout`` bounds the
         time from sending the request to receiving the response head; when it passes,
-        the connection is closed and :class:`TimeoutError` raised. (A timer handle is
-        much cheaper than :func:`asyncio.timeout` on this hot path.)
+        the connection is closed and :class:`TimeoutError` raised (checked every
+        0.05 s, so the wait may exceed it by that much).
         """
         key = (host, port)
         if fresh:
@@ -370,7 +388,10 @@ class ConnectionPool:
         conn._head_waiter = loop.create_future()
         transport = conn.transport
         assert transport is not None
-        timer = loop.call_later(head_timeout, conn.on_timeout) if head_timeout else None
+        if head_timeout:
+            self._waiting[conn] = loop.time() + head_timeout
+            if self._sweep is None:
+                self._sweep = loop.call_later(_SWEEP_EVERY, self._sweep_deadlines)
         try:
             if body is None or isinstance(body, bytes):
                 transport.write(head + body if body else head)
@@ -392,8 +413,7 @@ class ConnectionPool:
             conn.close()
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            self._waiting.pop(conn, None)
         if conn._error is not None and conn._status == 0:
             conn.close()
             raise conn._error
@@ -405,6 +425,9 @@ class ConnectionPool:
     async def aclose(self) -> None:
         """Close every idle connection; later releases close their connection."""
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for idle in self._idle.values():
             while idle:
                 idle.pop().close()
