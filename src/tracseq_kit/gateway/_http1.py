@@ -304,6 +304,7 @@ class ConnectionPool:
         # timer checks them (a timer per request costs ~1.6 us, a set entry ~0.1 us)
         self._waiting: dict[_Conn, float] = {}
         self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_loop: asyncio.AbstractEventLoop | None = None
 
     def _sweep_deadlines(self) -> None:
         self._sweep = None
@@ -390,7 +391,8 @@ class ConnectionPool:
         assert transport is not None
         if head_timeout:
             self._waiting[conn] = loop.time() + head_timeout
-            if self._sweep is None:
+            if self._sweep is None or self._sweep_loop is not loop:
+                self._sweep_loop = loop
                 self._sweep = loop.call_later(_SWEEP_EVERY, self._sweep_deadlines)
         try:
             if body is None or isinstance(body, bytes):
