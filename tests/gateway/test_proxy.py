@@ -85,6 +85,8 @@ async def test_hop_by_hop_headers_are_removed_both_ways(pair: list[Upstream]) ->
             assert name not in seen
         # the upstream names x-private-hop in its Connection header
         assert "x-private-hop" not in r.headers
+        # one Date (the gateway's server adds it), never the upstream's in addition
+        assert len(r.headers.get_list("date")) == 1
 
 
 async def test_spoofed_identity_headers_are_stripped(pair: list[Upstream]) -> None:

@@ -634,13 +634,13 @@ class Gateway:
         extra: list[tuple[bytes, bytes]],
         idle_timeout: float,
     ) -> None:
-        drop = HOP_BY_HOP
+        drop = _RESPONSE_DROP
         for name, value in resp.headers:
             # nginx and most servers send a plain "keep-alive": skip the set building
             if name == b"connection" and value.lower() not in (b"keep-alive", b"close"):
-                drop = HOP_BY_HOP | connection_named(value)
+                drop = _RESPONSE_DROP | connection_named(value)
                 break
-        out = [(n, v) for n, v in resp.headers if n not in drop and n != b"x-request-id"]
+        out = [(n, v) for n, v in resp.headers if n not in drop]
         out.extend(extra)
         if resp.complete:
             body = resp.read_buffered()
@@ -764,6 +764,10 @@ _INTERNAL = {
     "/metrics": "_metrics_endpoint",
     "/status": "_status_endpoint",
 }
+
+# Like nginx, the upstream's Date and Server are not passed on (the server adds Date);
+# the upstream's request id is replaced by the gateway's.
+_RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server", b"x-request-id"}
 
 _REPLACED = frozenset(
     {

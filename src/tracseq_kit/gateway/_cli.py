@@ -53,9 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         lifespan="on",
         # the gateway is the edge: never let clients set the peer address via X-Forwarded-For
         proxy_headers=False,
-        # pass the upstream's Date and Server through instead of duplicating them
+        # the gateway does not advertise its server software (nor the upstream's)
         server_header=False,
-        date_header=False,
     )
 
 
