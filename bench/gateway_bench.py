@@ -33,8 +33,12 @@ def main() -> None:
     results: dict[str, WrkResult] = {}
 
     def run(name: str, port: int) -> None:
-        wrk(f"http://127.0.0.1:{port}/warmup", seconds=1, connections=args.connections)
-        r = wrk(f"http://127.0.0.1:{port}/", seconds=args.seconds, connections=args.connections)
+        try:
+            wrk(f"http://127.0.0.1:{port}/warmup", seconds=1, connections=args.connections)
+            r = wrk(f"http://127.0.0.1:{port}/", seconds=args.seconds, connections=args.connections)
+        except Exception as exc:  # report and go on with the other targets
+            print(f"{name:26s} failed: {exc!r}", flush=True)
+            return
         results[name] = r
         print(
             f"{name:26s} {r.rps:9.0f} req/s  p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms"
@@ -59,7 +63,7 @@ def main() -> None:
             with python_server(script, port):
                 run(label, port)
     kit = results.get("kit gateway (uvicorn)")
-    if kit is None:
+    if kit is None or "nginx proxy" not in results:
         return
     print("\nkit gateway (uvicorn) relative to:")
     for name, r in results.items():
