@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,20 @@ from prometheus_client import CollectorRegistry
 
 from tracseq_kit._exceptions import CircuitOpenError, ConfigurationError
 from tracseq_kit._problem import send_problem
+from tracseq_kit.gateway._asgi import (
+    REPLACED,
+    RESPONSE_DROP,
+    AbortResponse,
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_bytes,
+    until_disconnect,
+    upstream_target,
+)
 from tracseq_kit.gateway._auth import IDENTITY_PREFIX, Authenticator, AuthError, Identity
 from tracseq_kit.gateway._config import GatewayConfig, PoolConfig, load_config
 from tracseq_kit.gateway._discovery import RedisRegistry
@@ -37,6 +51,7 @@ from tracseq_kit.gateway._headers import (
     valid_request_id,
     valid_traceparent,
 )
+from tracseq_kit.gateway._health import check_pools
 from tracseq_kit.gateway._hooks import (
     GuardFactory,
     NoGuard,
@@ -61,22 +76,10 @@ __all__ = ["Gateway"]
 
 log = logging.getLogger("tracseq_kit.gateway")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _REPLAY_LIMIT = 64 * 1024
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _ClientGone(Exception):
-    pass
 
 
 @dataclass
@@ -183,7 +186,7 @@ class Gateway:
         self._stats.pools = by_name
         auth = Authenticator(config.auth) if (config.auth.jwt or config.auth.api_keys) else None
         api_key = auth.api_key_header if auth else config.auth.api_key_header.lower().encode()
-        return _Snapshot(config, table, pools, auth, HOP_BY_HOP | _REPLACED | {api_key})
+        return _Snapshot(config, table, pools, auth, HOP_BY_HOP | REPLACED | {api_key})
 
     @property
     def config(self) -> GatewayConfig:
@@ -283,51 +286,13 @@ class Gateway:
             await asyncio.sleep(interval)
 
     async def check_health(self) -> dict[str, Any]:
-        """Probe every instance's health path concurrently; update and return states."""
-        snap = self._snap
-        jobs = []
-        for state in snap.pools.values():
-            for inst in state.pool.instances:
-                jobs.append(self._probe(state, inst))
-        results = await asyncio.gather(*jobs)
-        it = iter(results)
-        services: dict[str, Any] = {}
-        for name, state in snap.pools.items():
-            details = [next(it) for _ in state.pool.instances]
-            services[name] = {"status": state.pool.state(), "instances": details}
-        statuses = {s["status"] for s in services.values()}
-        overall = (
-            "critical"
-            if "critical" in statuses
-            else "degraded"
-            if "degraded" in statuses
-            else "healthy"
-        )
-        return {"status": overall, "services": services}
+        """Probe every instance's health path concurrently; update and return states.
 
-    async def _probe(self, state: _PoolState, inst: Instance) -> dict[str, Any]:
-        head = build_head(b"GET", state.cfg.health_path.encode(), [(b"host", inst.host_header)])
-        start = time.perf_counter()
-        detail: dict[str, Any] = {"address": inst.address}
-        try:
-            async with asyncio.timeout(state.cfg.health_timeout):
-                resp = await self._connections.request(
-                    inst.host, inst.port, head, connect_timeout=state.cfg.health_timeout
-                )
-                async for _ in resp.iter_body():
-                    pass
-            inst.healthy = 200 <= resp.status < 300
-            detail["http_status"] = resp.status
-        except TimeoutError:
-            inst.healthy = False
-            detail["error"] = f"no answer within {state.cfg.health_timeout}s"
-        except (ConnectionError, OSError) as exc:
-            inst.healthy = False
-            detail["error"] = str(exc)
-        detail["ok"] = inst.healthy
-        detail["ejected"] = not inst.available(self._clock()) and inst.healthy
-        detail["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
-        return detail
+        The report is ``{"status": healthy|degraded|critical, "services": {...}}`` with
+        each pool's state and per-instance detail (HTTP status or error, latency).
+        """
+        pools = {name: (state.pool, state.cfg) for name, state in self._snap.pools.items()}
+        return await check_pools(self._connections, pools, clock=self._clock)
 
     # -- ASGI --------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -382,7 +347,7 @@ class Gateway:
         status = 500
         try:
             status = await self._route(scope, receive, send, snap, route, headers, rid, method)
-        except _AbortResponse:
+        except AbortResponse:
             status = 502
         except Exception:  # never a traceback to the client
             log.exception("gateway error on %s %s", method, path)
@@ -473,8 +438,8 @@ class Gateway:
         body: bytes | AsyncIterator[bytes] | None = None
         if has_body and retryable and length is not None and length <= _REPLAY_LIMIT:
             try:
-                body = b"".join([c async for c in _read_body(receive, limit)])
-            except _BodyTooLarge:
+                body = b"".join([c async for c in read_body(receive, limit)])
+            except BodyTooLarge:
                 await send_problem(
                     send,
                     413,
@@ -483,15 +448,15 @@ class Gateway:
                     headers=[rid_header],
                 )
                 return 413
-            except _ClientGone:
+            except ClientGone:
                 return 499
         elif has_body:
-            body = _read_body(receive, limit)
+            body = read_body(receive, limit)
             retryable = False
 
         # -- upstream head -----------------------------------------------------------
         out_headers = self._upstream_headers(scope, headers, rid, identity, snap, route)
-        target = _target(scope, route)
+        target = upstream_target(scope, route)
         if length is not None and not chunked:
             out_headers.append((b"content-length", length_raw or b"0"))
         elif chunked:
@@ -543,7 +508,7 @@ class Gateway:
                 last_error = f"upstream {pool.name!r} did not answer within {route.timeout}s"
                 last_status = 504
                 break  # a timed-out request may still be running upstream: no retry
-            except _BodyTooLarge:
+            except BodyTooLarge:
                 inst.outstanding -= 1
                 await send_problem(
                     send,
@@ -553,7 +518,7 @@ class Gateway:
                     headers=[rid_header],
                 )
                 return 413
-            except _ClientGone:
+            except ClientGone:
                 inst.outstanding -= 1
                 return 499
             if resp.status in _RETRY_STATUSES:
@@ -634,11 +599,11 @@ class Gateway:
         extra: list[tuple[bytes, bytes]],
         idle_timeout: float,
     ) -> None:
-        drop = _RESPONSE_DROP
+        drop = RESPONSE_DROP
         for name, value in resp.headers:
             # nginx and most servers send a plain "keep-alive": skip the set building
             if name == b"connection" and value.lower() not in (b"keep-alive", b"close"):
-                drop = _RESPONSE_DROP | connection_named(value)
+                drop = RESPONSE_DROP | connection_named(value)
                 break
         out = [(n, v) for n, v in resp.headers if n not in drop]
         out.extend(extra)
@@ -650,7 +615,7 @@ class Gateway:
         await send({"type": "http.response.start", "status": resp.status, "headers": out})
         loop = asyncio.get_running_loop()
         # a client that goes away must not keep the upstream transfer running
-        watcher = loop.create_task(_until_disconnect(receive))
+        watcher = loop.create_task(until_disconnect(receive))
         watcher.add_done_callback(lambda _: resp.release())
         try:
             async with asyncio.timeout_at(loop.time() + idle_timeout) as cm:
@@ -662,7 +627,7 @@ class Gateway:
             if not watcher.done():
                 log.warning("upstream body failed mid-stream: %s", exc)
             resp.release()
-            raise _AbortResponse from None
+            raise AbortResponse from None
         finally:
             watcher.cancel()
         await send({"type": "http.response.body", "body": b""})
@@ -725,12 +690,12 @@ class Gateway:
         report = await self.check_health()
         body = json.dumps(report).encode()
         status = 503 if report["status"] == "critical" else 200
-        await _send_bytes(send, status, body, b"application/json")
+        await send_bytes(send, status, body, b"application/json")
 
     async def _metrics_endpoint(self, scope: Scope, send: Send) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        await _send_bytes(send, 200, generate_latest(self._registry), CONTENT_TYPE_LATEST.encode())
+        await send_bytes(send, 200, generate_latest(self._registry), CONTENT_TYPE_LATEST.encode())
 
     async def _status_endpoint(self, scope: Scope, send: Send) -> None:
         from tracseq_kit.gateway._status import render_status
@@ -752,11 +717,7 @@ class Gateway:
         page = render_status(
             self._snap.pools, counts.total, counts.rates, now=now, refresh_ms=refresh_ms
         )
-        await _send_bytes(send, 200, page.encode(), b"text/html; charset=utf-8")
-
-
-class _AbortResponse(Exception):
-    pass
+        await send_bytes(send, 200, page.encode(), b"text/html; charset=utf-8")
 
 
 _INTERNAL = {
@@ -764,80 +725,3 @@ _INTERNAL = {
     "/metrics": "_metrics_endpoint",
     "/status": "_status_endpoint",
 }
-
-# Like nginx, the upstream's Date and Server are not passed on (the server adds Date);
-# the upstream's request id is replaced by the gateway's.
-_RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server", b"x-request-id"}
-
-_REPLACED = frozenset(
-    {
-        b"host",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"forwarded",
-        b"x-request-id",
-        b"traceparent",
-        b"content-length",
-    }
-)
-
-
-def _target(scope: Scope, route: Route) -> bytes:
-    raw: bytes | None = scope.get("raw_path")
-    prefix = route.prefix.encode()
-    if raw is not None and raw.startswith(prefix) and route.replacement is not None:
-        rest = raw[len(prefix) :]
-        repl = route.replacement.encode()
-        if not rest:
-            path = repl or b"/"
-        elif repl.endswith(b"/") and rest.startswith(b"/"):
-            path = repl + rest[1:]
-        elif not repl.endswith(b"/") and not rest.startswith(b"/"):
-            path = repl + b"/" + rest
-        else:
-            path = repl + rest
-    elif raw is not None and route.replacement is None:
-        path = raw
-    else:
-        from urllib.parse import quote
-
-        path = quote(route.target(scope["path"])).encode()
-    qs: bytes = scope.get("query_string", b"")
-    return path + b"?" + qs if qs else path
-
-
-async def _read_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
-    received = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk: bytes = message.get("body", b"")
-        received += len(chunk)
-        if received > limit:
-            raise _BodyTooLarge
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
-
-
-async def _until_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _send_bytes(send: Send, status: int, body: bytes, content_type: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
