@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import time
@@ -401,7 +402,7 @@ class Gateway:
             else:
                 extra_response.extend(verdict.headers)
                 if not verdict.allowed:
-                    retry_after = str(max(1, round(verdict.retry_after))).encode()
+                    retry_after = str(max(1, math.ceil(verdict.retry_after))).encode()
                     await send_problem(
                         send,
                         429,
@@ -419,6 +420,8 @@ class Gateway:
         if length_raw is not None:
             try:
                 length = int(length_raw)
+                if length < 0:
+                    raise ValueError(length)
             except ValueError:
                 await send_problem(
                     send, 400, detail="invalid Content-Length", extensions=ext, headers=[rid_header]
@@ -436,7 +439,13 @@ class Gateway:
         has_body = chunked or (length is not None and length > 0)
         retryable = route.retry and (method in IDEMPOTENT or b"idempotency-key" in headers)
         body: bytes | AsyncIterator[bytes] | None = None
-        if has_body and retryable and length is not None and length <= _REPLAY_LIMIT:
+        if (
+            has_body
+            and retryable
+            and not chunked
+            and length is not None
+            and length <= _REPLAY_LIMIT
+        ):
             try:
                 body = b"".join([c async for c in read_body(receive, limit)])
             except BodyTooLarge:
