@@ -451,3 +451,74 @@ async def test_instance_returning_to_health_gets_traffic_again() -> None:
                 assert await names(6) == {"a", "b"}
             finally:
                 restarted.kill()
+
+
+class SimpleBreaker:
+    """A minimal breaker behind the PoolGuard seam (the resilience module's plugs in here)."""
+
+    def __init__(self, clock: Any, *, threshold: int = 3, cooldown: float = 5.0) -> None:
+        self.clock = clock
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.failures = 0
+        self.opened_at: float | None = None
+        self.state = "closed"
+
+    def admit(self) -> None:
+        if self.opened_at is not None:
+            remaining = self.opened_at + self.cooldown - self.clock()
+            if remaining > 0:
+                raise CircuitOpenError("t", remaining=remaining)
+            self.state = "half-open"
+
+    def record(self, ok: bool) -> None:
+        if ok:
+            self.failures, self.opened_at, self.state = 0, None, "closed"
+            return
+        self.failures += 1
+        if self.failures >= self.threshold or self.state == "half-open":
+            self.opened_at, self.state = self.clock(), "open"
+
+
+async def test_all_instances_down_opens_the_breaker_and_recovery_closes_it() -> None:
+    now = [100.0]
+    clock = lambda: now[0]  # noqa: E731
+    breaker = SimpleBreaker(clock)
+    with upstreams("a", "b") as ups:
+        gw = Gateway(
+            config({"t": [u.address for u in ups]}, [{"prefix": "/", "upstream": "t"}]),
+            guard_factory=lambda name: breaker,
+            clock=clock,
+        )
+        async with serve(gw) as base, httpx.AsyncClient(base_url=base) as c:
+            assert (await c.get("/echo")).status_code == 200
+            for u in ups:
+                u.kill()
+            codes = [(await c.get("/echo")).status_code for _ in range(4)]
+            # two instances refuse: 502 after the retry; then the breaker opens mid-way
+            assert codes[0] == 502 and set(codes[1:]) == {503}
+            assert breaker.state == "open"
+            fast = await c.get("/echo")
+            assert fast.status_code == 503 and "circuit open" in fast.json()["detail"]
+            assert fast.headers["retry-after"] == "5"
+            restarted = Upstream("a", port=ups[0].port).start()
+            try:
+                now[0] += 5.0  # the cooldown passes: the next request is the probe
+                for inst in gw.pools["t"].instances:
+                    inst.healthy, inst.ejected_until = True, 0.0
+                r = await c.get("/echo")
+                assert r.status_code == 200 and r.json()["name"] == "a"
+                assert breaker.state == "closed"
+            finally:
+                restarted.kill()
+        assert "<td>closed</td>" in (await _status_text(gw))  # breaker state on /status
+
+
+async def _status_text(gw: Gateway) -> str:
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await gw._status_endpoint({"query_string": b""}, send)
+    return bytes(sent[1]["body"]).decode()
