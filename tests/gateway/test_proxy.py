@@ -504,8 +504,7 @@ async def test_all_instances_down_opens_the_breaker_and_recovery_closes_it() -> 
             restarted = Upstream("a", port=ups[0].port).start()
             try:
                 now[0] += 5.0  # the cooldown passes: the next request is the probe
-                for inst in gw.pools["t"].instances:
-                    inst.healthy, inst.ejected_until = True, 0.0
+                await gw.check_health()  # a is back, b stays down
                 r = await c.get("/echo")
                 assert r.status_code == 200 and r.json()["name"] == "a"
                 assert breaker.state == "closed"
