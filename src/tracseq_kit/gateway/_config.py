@@ -58,7 +58,7 @@ class PoolConfig(_Model):
     @classmethod
     def _valid_instances(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
-            m = _INSTANCE.match(item)
+            m = _INSTANCE.fullmatch(item)
             if m is None or not 0 < int(m["port"]) < 65536:
                 raise ValueError(f"instance {item!r} is not host:port")
         return value

@@ -23,18 +23,18 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
-_TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+_TRACEPARENT = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 def valid_request_id(value: bytes) -> bool:
     """Whether a client-sent X-Request-ID is safe to propagate (else a new one is made)."""
-    return _REQUEST_ID.match(value) is not None
+    return _REQUEST_ID.fullmatch(value) is not None  # fullmatch: "$" allows a final "\n"
 
 
 def valid_traceparent(value: bytes) -> bool:
     """Whether a traceparent header has the W3C shape."""
-    return _TRACEPARENT.match(value) is not None
+    return _TRACEPARENT.fullmatch(value) is not None
 
 
 # Ids need to be unique, not secret: the Mersenne Twister (as OpenTelemetry's own id
