@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.anyio
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-async def _chromium(url: str, *extra: str) -> str:
+async def _chromium(url: str, profile: Path, *extra: str) -> str:
     assert CHROMIUM is not None
     proc = await asyncio.create_subprocess_exec(
         CHROMIUM,
@@ -24,7 +25,7 @@ async def _chromium(url: str, *extra: str) -> str:
         "--no-sandbox",
         "--disable-gpu",
         "--disable-dev-shm-usage",
-        "--user-data-dir=/tmp/tracseq-gw-chromium",
+        f"--user-data-dir={profile}",
         *extra,
         "--dump-dom",
         url,
@@ -36,7 +37,7 @@ async def _chromium(url: str, *extra: str) -> str:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium: apt-get install chromium")
-async def test_status_page_shows_services_and_refreshes_itself() -> None:
+async def test_status_page_shows_services_and_refreshes_itself(tmp_path: Path) -> None:
     with upstreams("a", "b") as ups:
         gw = Gateway(
             config(
@@ -63,7 +64,9 @@ async def test_status_page_shows_services_and_refreshes_itself() -> None:
                     await c.get("/api/templates/echo")
             ups[0].kill()
             await gw.check_health()
-            dom = await _chromium(f"{base}/status?refresh=1000", "--virtual-time-budget=2500")
+            dom = await _chromium(
+                f"{base}/status?refresh=1000", tmp_path / "profile", "--virtual-time-budget=2500"
+            )
         assert "TracSeq gateway" in dom
         assert 'data-service="templates"' in dom and 'data-service="events"' in dom
         assert ups[0].address in dom and ups[1].address in dom
