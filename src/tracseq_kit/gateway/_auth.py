@@ -1,0 +1,213 @@
+"""Authentication at the gateway: JWT bearer tokens and API keys.
+
+JWTs are verified with PyJWT against an explicit algorithm allowlist, and each key is
+bound to one algorithm, so a token whose header names another algorithm than its key's
+(``alg: none``, or HS256 "signed" with an RSA public key) is rejected before any
+signature math. API keys are stored as SHA-256 digests and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tracseq_kit._exceptions import ConfigurationError
+from tracseq_kit.gateway._config import AuthConfig, JwtConfig
+
+__all__ = ["AuthError", "Authenticator", "Identity", "hash_api_key"]
+
+log = logging.getLogger("tracseq_kit.gateway")
+
+IDENTITY_PREFIX = b"x-tracseq-identity-"
+# printable ASCII without control characters (what an identity header may carry)
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]{0,1024}")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who made the request, as forwarded upstream in ``X-Tracseq-Identity-*`` headers."""
+
+    subject: str
+    method: str
+    scopes: tuple[str, ...] = ()
+    issuer: str | None = None
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The identity headers sent upstream."""
+        out = [
+            (IDENTITY_PREFIX + b"subject", self.subject.encode()),
+            (IDENTITY_PREFIX + b"method", self.method.encode()),
+        ]
+        if self.scopes:
+            out.append((IDENTITY_PREFIX + b"scopes", " ".join(self.scopes).encode()))
+        if self.issuer:
+            out.append((IDENTITY_PREFIX + b"issuer", self.issuer.encode()))
+        return out
+
+
+class AuthError(Exception):
+    """The request carries no valid credentials; the message says why (sent as detail)."""
+
+
+def hash_api_key(key: str) -> str:
+    """The hex SHA-256 of an API key, as stored in the gateway configuration."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class _JwtVerifier:
+    def __init__(self, cfg: JwtConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        import jwt
+
+        self._jwt = jwt
+        self._cfg = cfg
+        self._clock = clock
+        self._static: list[tuple[str | None, str, Any]] = []
+        for key in cfg.keys:
+            if key.alg == "HS256":
+                material: Any = key.secret
+            else:
+                pem = key.public_key
+                if pem is None:
+                    assert key.public_key_file is not None
+                    with open(key.public_key_file) as fh:
+                        pem = fh.read()
+                material = _public_key(pem, key.alg)
+            self._static.append((key.kid, key.alg, material))
+        self._jwks: list[tuple[str | None, str, Any]] = []
+        self._jwks_fetched = -1e18
+
+    async def _jwks_keys(self, force: bool = False) -> list[tuple[str | None, str, Any]]:
+        url = self._cfg.jwks_url
+        if url is None:
+            return []
+        now = self._clock()
+        age = now - self._jwks_fetched
+        # a forced refresh (unknown kid) is allowed at most every 30 s
+        if age < self._cfg.jwks_cache_seconds and not (force and age > 30):
+            return self._jwks
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                resp = await client.get(url)
+                resp.raise_for_status()
+                data = resp.json()
+            keys: list[tuple[str | None, str, Any]] = []
+            for jwk in self._jwt.PyJWKSet.from_dict(data).keys:
+                alg = jwk.algorithm_name
+                if alg in self._cfg.algorithms:
+                    keys.append((jwk.key_id, alg, jwk.key))
+            self._jwks = keys
+            self._jwks_fetched = now
+        except (httpx.HTTPError, ValueError, self._jwt.PyJWTError) as exc:
+            log.warning("cannot refresh JWKS from %s: %s", url, exc)
+            self._jwks_fetched = now - self._cfg.jwks_cache_seconds + 30  # retry in 30 s
+        return self._jwks
+
+    async def verify(self, token: str) -> Identity:
+        jwt = self._jwt
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"malformed token: {exc}") from None
+        alg = header.get("alg")
+        if alg not in self._cfg.algorithms:
+            raise AuthError(f"token algorithm {alg!r} is not allowed")
+        kid = header.get("kid")
+        candidates = self._select(self._static + await self._jwks_keys(), alg, kid)
+        if not candidates and self._cfg.jwks_url:
+            candidates = self._select(await self._jwks_keys(force=True), alg, kid)
+        if not candidates:
+            raise AuthError("no key matches the token's algorithm and key id")
+        last: Exception | None = None
+        for material in candidates:
+            try:
+                claims = jwt.decode(
+                    token,
+                    material,
+                    algorithms=[alg],
+                    issuer=self._cfg.issuer,
+                    audience=self._cfg.audience,
+                    leeway=self._cfg.leeway,
+                    options={"require": ["exp", "sub"]},
+                )
+            except jwt.InvalidSignatureError as exc:
+                last = exc
+                continue
+            except jwt.PyJWTError as exc:
+                raise AuthError(f"invalid token: {exc}") from None
+            scopes = claims.get(self._cfg.scopes_claim) or ()
+            if isinstance(scopes, str):
+                scopes = scopes.split()
+            identity = Identity(
+                subject=str(claims["sub"]),
+                method="jwt",
+                scopes=tuple(str(s) for s in scopes),
+                issuer=claims.get("iss"),
+            )
+            # claim values become header values upstream: refuse header injection
+            values = (identity.subject, *identity.scopes, identity.issuer or "")
+            if any(not _HEADER_SAFE.fullmatch(v) for v in values):
+                raise AuthError("token claims contain characters not allowed in headers")
+            return identity
+        raise AuthError(f"invalid token: {last}")
+
+    @staticmethod
+    def _select(keys: list[tuple[str | None, str, Any]], alg: str, kid: str | None) -> list[Any]:
+        # A key is only ever used with its own algorithm: this is what defeats key
+        # confusion, independently of PyJWT's own checks.
+        return [m for k, a, m in keys if a == alg and (kid is None or k is None or k == kid)]
+
+
+def _public_key(pem: str, alg: str) -> Any:
+    from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+    algo: Any = (
+        RSAAlgorithm(RSAAlgorithm.SHA256) if alg == "RS256" else ECAlgorithm(ECAlgorithm.SHA256)
+    )
+    try:
+        key = algo.prepare_key(pem)
+    except Exception as exc:
+        raise ConfigurationError(f"cannot load the {alg} public key: {exc}") from None
+    if hasattr(key, "private_bytes"):
+        raise ConfigurationError(f"configure the {alg} public key, not the private key")
+    return key
+
+
+class Authenticator:
+    """Authenticates requests from an :class:`AuthConfig`.
+
+    :meth:`authenticate` returns an :class:`Identity` or raises :class:`AuthError`
+    whose message is safe to show to the client.
+    """
+
+    def __init__(self, cfg: AuthConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._jwt = _JwtVerifier(cfg.jwt, clock=clock) if cfg.jwt else None
+        self._keys = [(bytes.fromhex(k.sha256), k) for k in cfg.api_keys]
+        self.api_key_header = cfg.api_key_header.lower().encode()
+
+    async def authenticate(self, headers: Mapping[bytes, bytes]) -> Identity:
+        """Check the Authorization bearer token or the API key header."""
+        auth = headers.get(b"authorization")
+        if auth is not None and self._jwt is not None:
+            scheme, _, token = auth.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise AuthError("use 'Authorization: Bearer <token>'")
+            return await self._jwt.verify(token.strip())
+        presented = headers.get(self.api_key_header)
+        if presented is not None and self._keys:
+            digest = hashlib.sha256(presented).digest()
+            found = None
+            for stored, cfg in self._keys:  # compare with every key: constant time
+                if hmac.compare_digest(stored, digest):
+                    found = cfg
+            if found is None:
+                raise AuthError("unknown API key")
+            return Identity(subject=found.id, method="api_key", scopes=found.scopes)
+        raise AuthError("authentication required")

@@ -1,0 +1,278 @@
+"""The gateway's configuration file: routes, upstream pools, auth and limits.
+
+A TOML (``.toml``) or YAML (``.yaml``/``.yml``) file is parsed and validated into a
+frozen :class:`GatewayConfig`. Every mistake raises :class:`ConfigurationError` whose
+message names the file and the bad key, e.g.
+``gateway.toml: routes[2].upstream: unknown pool 'x'``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tracseq_kit._exceptions import ConfigurationError
+
+__all__ = [
+    "ApiKeyConfig",
+    "AuthConfig",
+    "GatewayConfig",
+    "JwtConfig",
+    "JwtKeyConfig",
+    "PoolConfig",
+    "RegistryConfig",
+    "RouteConfig",
+    "load_config",
+    "parse_config",
+]
+
+_INSTANCE = re.compile(r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PoolConfig(_Model):
+    """An upstream pool: where its instances come from and how they are balanced."""
+
+    instances: tuple[str, ...] = ()
+    """Static ``host:port`` instances."""
+    service: str | None = None
+    """Also take instances registered under this name in the Redis registry."""
+    balancer: Literal["round_robin", "least_outstanding"] = "least_outstanding"
+    health_path: str = "/readyz"
+    health_interval: float = Field(default=5.0, gt=0)
+    health_timeout: float = Field(default=1.0, gt=0)
+    eject_after: int = Field(default=5, ge=1)
+    """Consecutive failures (connect errors, 502/503/504) that eject an instance."""
+    eject_backoff: float = Field(default=10.0, gt=0)
+    """Seconds an ejected instance stays out; doubles on repeated ejection (max 8x)."""
+    connect_timeout: float = Field(default=2.0, gt=0)
+
+    @field_validator("instances")
+    @classmethod
+    def _valid_instances(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            m = _INSTANCE.fullmatch(item)
+            if m is None or not 0 < int(m["port"]) < 65536:
+                raise ValueError(f"instance {item!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _has_source(self) -> PoolConfig:
+        if not self.instances and self.service is None:
+            raise ValueError("a pool needs static 'instances' or a registry 'service' name")
+        return self
+
+
+class RouteConfig(_Model):
+    """One route: which requests match, and where and how they go."""
+
+    prefix: str
+    upstream: str
+    """Name of the pool in ``pools``."""
+    strip_prefix: bool = False
+    rewrite: str | None = None
+    """Replace the matched prefix with this path (implies stripping)."""
+    methods: tuple[str, ...] = ()
+    host: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Headers (name → exact value) the request must carry."""
+    timeout: float = Field(default=30.0, gt=0)
+    auth: bool = False
+    """Require an authenticated identity (JWT or API key)."""
+    rate_limit: str | None = None
+    """Name of the rate-limit policy applied to this route."""
+    retry: bool = True
+    """Retry idempotent requests (or ones with an Idempotency-Key) on another instance."""
+
+    @field_validator("prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"prefix {value!r} must start with '/'")
+        return value
+
+    @field_validator("rewrite")
+    @classmethod
+    def _valid_rewrite(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"rewrite {value!r} must start with '/'")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _upper_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(m.upper() for m in value)
+
+
+class JwtKeyConfig(_Model):
+    """A verification key bound to exactly one algorithm (this prevents key confusion)."""
+
+    alg: Literal["HS256", "RS256", "ES256"]
+    kid: str | None = None
+    secret: str | None = None
+    """Shared secret for HS256."""
+    public_key: str | None = None
+    """PEM public key for RS256/ES256."""
+    public_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _material_matches_alg(self) -> JwtKeyConfig:
+        if self.alg == "HS256":
+            if not self.secret or self.public_key or self.public_key_file:
+                raise ValueError("an HS256 key needs 'secret' and no public key")
+        elif self.secret or not (self.public_key or self.public_key_file):
+            raise ValueError(f"an {self.alg} key needs 'public_key' or 'public_key_file'")
+        return self
+
+
+class JwtConfig(_Model):
+    """JWT verification: allowed algorithms, keys, issuer, audience, leeway."""
+
+    algorithms: tuple[Literal["HS256", "RS256", "ES256"], ...]
+    keys: tuple[JwtKeyConfig, ...] = ()
+    jwks_url: str | None = None
+    jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    issuer: str | None = None
+    audience: str | None = None
+    leeway: float = Field(default=30.0, ge=0, le=300)
+    scopes_claim: str = "scope"
+
+    @model_validator(mode="after")
+    def _has_keys(self) -> JwtConfig:
+        if not self.algorithms:
+            raise ValueError("'algorithms' must list at least one algorithm")
+        if not self.keys and not self.jwks_url:
+            raise ValueError("JWT auth needs 'keys' or a 'jwks_url'")
+        for i, key in enumerate(self.keys):
+            if key.alg not in self.algorithms:
+                raise ValueError(f"keys[{i}].alg {key.alg!r} is not in 'algorithms'")
+        return self
+
+
+class ApiKeyConfig(_Model):
+    """An API key stored as the hex SHA-256 of the key (never the key itself)."""
+
+    id: str
+    sha256: str
+    scopes: tuple[str, ...] = ()
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("sha256 must be 64 lowercase hex digits (sha256 of the key)")
+        return value
+
+
+class AuthConfig(_Model):
+    """Authentication methods accepted on routes with ``auth = true``."""
+
+    jwt: JwtConfig | None = None
+    api_keys: tuple[ApiKeyConfig, ...] = ()
+    api_key_header: str = "x-api-key"
+
+
+class RegistryConfig(_Model):
+    """Where the Redis service registry lives and how often it is read."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "tracseq"
+    poll_interval: float = Field(default=1.0, gt=0, le=60)
+
+
+class GatewayConfig(_Model):
+    """The whole gateway configuration (see the module docstring for the file format)."""
+
+    pools: dict[str, PoolConfig]
+    routes: tuple[RouteConfig, ...]
+    auth: AuthConfig = AuthConfig()
+    registry: RegistryConfig | None = None
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    deadline_header: str | None = None
+    """When set, the remaining route timeout is sent upstream in this header (ms)."""
+
+    @model_validator(mode="after")
+    def _references(self) -> GatewayConfig:
+        for i, route in enumerate(self.routes):
+            if route.upstream not in self.pools:
+                raise _KeyError(f"routes[{i}].upstream", f"unknown pool {route.upstream!r}")
+            if route.auth and self.auth.jwt is None and not self.auth.api_keys:
+                raise _KeyError(f"routes[{i}].auth", "needs an [auth] section with jwt or api_keys")
+        for name, pool in self.pools.items():
+            if pool.service is not None and self.registry is None:
+                raise _KeyError(f"pools.{name}.service", "needs a [registry] section")
+        return self
+
+
+class _KeyError(ValueError):
+    def __init__(self, loc: str, message: str) -> None:
+        super().__init__(f"{loc}: {message}")
+        self.loc = loc
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def parse_config(data: Any, *, source: str = "config") -> GatewayConfig:
+    """Validate already-parsed data; raises :class:`ConfigurationError` naming the bad key."""
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            ctx_err = (err.get("ctx") or {}).get("error")
+            if isinstance(ctx_err, _KeyError):
+                lines.append(str(ctx_err))
+                continue
+            loc = _loc(tuple(err["loc"]))
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{loc}: {msg}" if loc else msg)
+        raise ConfigurationError(f"{source}: " + "; ".join(lines)) from None
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a TOML or YAML gateway configuration file.
+
+    Raises :class:`ConfigurationError` when the file is missing, unparsable or invalid;
+    the message starts with the file name and names the bad key.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot read gateway config: {exc}") from exc
+    if path.suffix == ".toml":
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"{path.name}: invalid TOML: {exc}") from None
+    elif path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:  # pragma: no cover - depends on the environment
+            from tracseq_kit._exceptions import MissingDependencyError
+
+            raise MissingDependencyError("pyyaml", extra="gateway", purpose="YAML config") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(f"{path.name}: invalid YAML: {exc}") from None
+    else:
+        raise ConfigurationError(f"{path.name}: use a .toml, .yaml or .yml file")
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path.name}: the top level must be a table/mapping")
+    return parse_config(data, source=path.name)

@@ -1,0 +1,102 @@
+"""Seams where resilience and rate limiting plug into the gateway.
+
+The gateway calls these small protocols on its hot path; it ships permissive defaults
+so it runs without them. Adapters for :mod:`tracseq_kit.resilience` (circuit breaker
+per pool, retry budget) and :mod:`tracseq_kit.ratelimit` implement them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "AllowAllRateLimit",
+    "NoGuard",
+    "PoolGuard",
+    "RateLimitHook",
+    "RateLimitVerdict",
+    "RetryBudget",
+    "UnlimitedRetryBudget",
+]
+
+
+@runtime_checkable
+class PoolGuard(Protocol):
+    """Admits or rejects calls to one upstream pool (a circuit breaker).
+
+    ``admit`` raises :class:`~tracseq_kit.CircuitOpenError` to fast-fail (the gateway
+    answers 503 with ``Retry-After`` = ``remaining``); ``record`` receives the outcome
+    of each admitted exchange: ``False`` for connect errors, timeouts and 5xx.
+    """
+
+    def admit(self) -> None:
+        """Raise CircuitOpenError when the call must not be made."""
+
+    def record(self, ok: bool) -> None:
+        """Count the outcome of an admitted call."""
+
+
+class NoGuard:
+    """A :class:`PoolGuard` that admits everything (no breaker configured)."""
+
+    def admit(self) -> None:
+        """Admit the call."""
+
+    def record(self, ok: bool) -> None:
+        """Ignore the outcome."""
+
+
+GuardFactory = Callable[[str], PoolGuard]
+
+
+@runtime_checkable
+class RetryBudget(Protocol):
+    """Bounds retries relative to requests so that retries cannot become a storm."""
+
+    def record_request(self) -> None:
+        """Count one first attempt."""
+
+    def try_retry(self) -> bool:
+        """Spend one retry if the budget allows; False refuses the retry."""
+
+
+class UnlimitedRetryBudget:
+    """A :class:`RetryBudget` that never refuses (one retry per request still applies)."""
+
+    def record_request(self) -> None:
+        """Count nothing."""
+
+    def try_retry(self) -> bool:
+        """Always allow."""
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitVerdict:
+    """The answer of a rate limiter: admitted or not, headers to add, wait time."""
+
+    allowed: bool
+    headers: Sequence[tuple[bytes, bytes]] = field(default=())
+    retry_after: float = 0.0
+
+
+@runtime_checkable
+class RateLimitHook(Protocol):
+    """Checks the named policy for a client key (identity subject or client address)."""
+
+    async def check(self, *, policy: str, key: str) -> RateLimitVerdict:
+        """Decide one request; raising is treated as "allow" (fail open) and logged."""
+        ...
+
+
+class AllowAllRateLimit:
+    """A :class:`RateLimitHook` that admits everything (no limiter configured)."""
+
+    async def check(self, *, policy: str, key: str) -> RateLimitVerdict:
+        """Admit the request."""
+        return _ALLOW
+
+
+_ALLOW = RateLimitVerdict(allowed=True)

@@ -1,0 +1,88 @@
+"""Invariants of the headers the gateway sends upstream."""
+
+from __future__ import annotations
+
+from gateway_support import config
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tracseq_kit.gateway import Gateway, Identity
+from tracseq_kit.gateway._headers import HOP_BY_HOP, valid_request_id
+
+GW = Gateway(
+    config({"t": ["127.0.0.1:1"]}, [{"prefix": "/", "upstream": "t"}]),
+)
+SNAP = GW._snap
+ROUTE = SNAP.table.routes[0]
+
+names = st.sampled_from(
+    [
+        b"accept",
+        b"content-type",
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"upgrade",
+        b"proxy-authorization",
+        b"x-forwarded-for",
+        b"forwarded",
+        b"x-request-id",
+        b"traceparent",
+        b"x-tracseq-identity-subject",
+        b"x-tracseq-identity-scopes",
+        b"x-api-key",
+        b"x-custom",
+        b"host",
+        b"transfer-encoding",
+    ]
+)
+values = st.binary(min_size=1, max_size=20)
+# headers the gateway itself sets (so they may appear although a client named them)
+GATEWAY_SET = {
+    b"x-request-id",
+    b"traceparent",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"forwarded",
+}
+
+
+@given(
+    headers=st.lists(st.tuples(names, values), max_size=12),
+    identity=st.one_of(
+        st.none(), st.builds(Identity, subject=st.just("alice"), method=st.just("jwt"))
+    ),
+)
+def test_upstream_headers_never_leak_hop_by_hop_or_spoofed_identity(
+    headers: list[tuple[bytes, bytes]], identity: Identity | None
+) -> None:
+    scope = {"headers": headers, "client": ("10.1.2.3", 1), "scheme": "http"}
+    out = GW._upstream_headers(scope, dict(headers), b"rid-1", identity, SNAP, ROUTE)
+    sent = [n for n, _ in out]
+    connection_named = set()
+    for n, v in headers:
+        if n == b"connection":
+            connection_named |= {t.strip().lower() for t in v.split(b",") if t.strip()}
+    assert not (set(sent) & HOP_BY_HOP)
+    assert not (set(sent) & (connection_named - GATEWAY_SET))
+    assert b"x-api-key" not in sent
+    for name in (b"x-request-id", b"traceparent", b"x-forwarded-for", b"forwarded"):
+        assert sent.count(name) == 1
+    identity_values = [(n, v) for n, v in out if n.startswith(b"x-tracseq-identity-")]
+    if identity is None:
+        assert identity_values == []
+    else:
+        assert identity_values == identity.headers()
+    xff = dict(out)[b"x-forwarded-for"]
+    assert xff.endswith(b"10.1.2.3")
+
+
+@given(st.binary(max_size=200))
+def test_only_safe_request_ids_are_propagated(value: bytes) -> None:
+    if valid_request_id(value):
+        assert 1 <= len(value) <= 128
+        assert all(
+            c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
+            for c in value
+        )
