@@ -283,10 +283,18 @@ async def test_embedded_postgres_function_yields_a_dsn_for_the_named_database() 
             await conn.close()
 
 
-def test_no_stray_children_after_all_of_the_above() -> None:
+@pytest.fixture(scope="module", autouse=True)
+def _children_before_this_module() -> set[int]:
+    # Session-scoped servers other modules started (e.g. the plugin's embedded Kafka)
+    # are not this module's to stop.
+    return {c.pid for c in psutil.Process(os.getpid()).children(recursive=True)}
+
+
+def test_no_stray_children_after_all_of_the_above(_children_before_this_module: set[int]) -> None:
     # Every server above is stopped by its context manager; a leaked redis-server or
     # Kafka child would still be our child here.
-    names = {c.name() for c in psutil.Process(os.getpid()).children(recursive=True)}
+    children = psutil.Process(os.getpid()).children(recursive=True)
+    names = {c.name() for c in children if c.pid not in _children_before_this_module}
     assert not {n for n in names if "redis" in n or "python" in n}
 
 
