@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from tracseq_kit import CircuitOpenError
 from tracseq_kit.gateway import Gateway, RateLimitVerdict
+from tracseq_kit.resilience import BreakerState, CircuitBreaker
 
 pytestmark = pytest.mark.anyio
 
@@ -262,11 +263,11 @@ class FailingGuard:
         self.failures = 0
         self.successes = 0
 
-    def admit(self) -> None:
+    async def admit(self) -> None:
         if self.failures >= self.limit:
             raise CircuitOpenError("t", remaining=4.2)
 
-    def record(self, ok: bool) -> None:
+    async def record(self, permit: object, *, ok: bool) -> None:
         if ok:
             self.successes += 1
         else:
@@ -453,37 +454,18 @@ async def test_instance_returning_to_health_gets_traffic_again() -> None:
                 restarted.kill()
 
 
-class SimpleBreaker:
-    """A minimal breaker behind the PoolGuard seam (the resilience module's plugs in here)."""
-
-    def __init__(self, clock: Any, *, threshold: int = 3, cooldown: float = 5.0) -> None:
-        self.clock = clock
-        self.threshold = threshold
-        self.cooldown = cooldown
-        self.failures = 0
-        self.opened_at: float | None = None
-        self.state = "closed"
-
-    def admit(self) -> None:
-        if self.opened_at is not None:
-            remaining = self.opened_at + self.cooldown - self.clock()
-            if remaining > 0:
-                raise CircuitOpenError("t", remaining=remaining)
-            self.state = "half-open"
-
-    def record(self, ok: bool) -> None:
-        if ok:
-            self.failures, self.opened_at, self.state = 0, None, "closed"
-            return
-        self.failures += 1
-        if self.failures >= self.threshold or self.state == "half-open":
-            self.opened_at, self.state = self.clock(), "open"
-
-
 async def test_all_instances_down_opens_the_breaker_and_recovery_closes_it() -> None:
     now = [100.0]
     clock = lambda: now[0]  # noqa: E731
-    breaker = SimpleBreaker(clock)
+    # The resilience module's breaker behind the seam: 2 failures of 3 calls open it.
+    breaker = CircuitBreaker(
+        "t",
+        window_size=10,
+        minimum_calls=3,
+        wait_duration=5.0,
+        half_open_probes=1,
+        clock=clock,
+    )
     with upstreams("a", "b") as ups:
         gw = Gateway(
             config({"t": [u.address for u in ups]}, [{"prefix": "/", "upstream": "t"}]),
@@ -497,7 +479,7 @@ async def test_all_instances_down_opens_the_breaker_and_recovery_closes_it() -> 
             codes = [(await c.get("/echo")).status_code for _ in range(4)]
             # two instances refuse: 502 after the retry; then the breaker opens mid-way
             assert codes[0] == 502 and set(codes[1:]) == {503}
-            assert breaker.state == "open"
+            assert breaker.state is BreakerState.OPEN
             fast = await c.get("/echo")
             assert fast.status_code == 503 and "circuit open" in fast.json()["detail"]
             assert fast.headers["retry-after"] == "5"
@@ -507,7 +489,7 @@ async def test_all_instances_down_opens_the_breaker_and_recovery_closes_it() -> 
                 await gw.check_health()  # a is back, b stays down
                 r = await c.get("/echo")
                 assert r.status_code == 200 and r.json()["name"] == "a"
-                assert breaker.state == "closed"
+                assert breaker.state is BreakerState.CLOSED
             finally:
                 restarted.kill()
         assert "<td>closed</td>" in (await _status_text(gw))  # breaker state on /status
@@ -521,3 +503,57 @@ async def _status_text(gw: Gateway) -> str:
 
     await gw._status_endpoint({"query_string": b""}, send)
     return bytes(sent[1]["body"]).decode()
+
+
+async def test_default_guard_is_a_circuit_breaker_per_pool_from_config() -> None:
+    from tracseq_kit.gateway._config import parse_config
+
+    with upstreams("a") as ups:
+        cfg = parse_config(
+            {
+                "pools": {
+                    "t": {
+                        "instances": [ups[0].address],
+                        "breaker": {"minimum_calls": 2, "wait_duration": 30},
+                    },
+                    "u": {"instances": [ups[0].address], "breaker": {"enabled": False}},
+                },
+                "routes": [
+                    {"prefix": "/t", "upstream": "t", "strip_prefix": True, "retry": False},
+                    {"prefix": "/u", "upstream": "u", "strip_prefix": True, "retry": False},
+                ],
+            }
+        )
+        gw = Gateway(cfg, registry=CollectorRegistry())
+        async with serve(gw) as base, httpx.AsyncClient(base_url=base) as c:
+            assert [(await c.get("/t/fail")).status_code for _ in range(2)] == [503, 503]
+            fast = await c.get("/t/echo")
+            assert fast.status_code == 503 and "circuit open" in fast.json()["detail"]
+            assert 29 <= int(fast.headers["retry-after"]) <= 30
+            # A pool with the breaker disabled keeps forwarding.
+            assert [(await c.get("/u/fail")).status_code for _ in range(3)] == [503] * 3
+            assert (await c.get("/u/echo")).status_code == 200
+    assert isinstance(gw._snap.pools["t"].guard, CircuitBreaker)
+
+
+async def test_deadline_header_carries_the_shorter_of_route_and_client_deadline() -> None:
+    with upstreams("a") as ups:
+        gw = Gateway(
+            config({"t": [ups[0].address]}, [{"prefix": "/", "upstream": "t", "timeout": 5}]),
+            registry=CollectorRegistry(),
+        )
+        async with serve(gw) as base, httpx.AsyncClient(base_url=base) as c:
+            plain = (await c.get("/echo")).json()["headers"]
+            shorter = (await c.get("/echo", headers={"x-request-deadline-ms": "1200"})).json()
+            longer = (await c.get("/echo", headers={"x-request-deadline-ms": "99999"})).json()
+            junk = (await c.get("/echo", headers={"x-request-deadline-ms": "soon"})).json()
+
+    def sent(headers: Any) -> list[str]:
+        if isinstance(headers, dict):
+            return [v for k, v in headers.items() if k.lower() == "x-request-deadline-ms"]
+        return [v for k, v in headers if k.lower() == "x-request-deadline-ms"]
+
+    assert sent(plain) == ["5000"]
+    assert sent(shorter["headers"]) == ["1200"]
+    assert sent(longer["headers"]) == ["5000"]
+    assert sent(junk["headers"]) == ["5000"]

@@ -8,8 +8,8 @@ Build one from a configuration file and serve it with any ASGI server::
 
 or run ``python -m tracseq_kit.gateway --config gateway.toml``. Services register
 with the Redis registry through :func:`register_instance`. Circuit breakers, retry
-budgets and rate limiters plug in through :class:`PoolGuard`, :class:`RetryBudget`
-and :class:`RateLimitHook`.
+budgets and rate limiters plug in through :class:`PoolGuard`,
+:class:`~tracseq_kit.resilience.RetryBudget` and :class:`RateLimitHook`.
 """
 
 from tracseq_kit.gateway._app import Gateway
@@ -33,8 +33,6 @@ from tracseq_kit.gateway._hooks import (
     PoolGuard,
     RateLimitHook,
     RateLimitVerdict,
-    RetryBudget,
-    UnlimitedRetryBudget,
 )
 from tracseq_kit.gateway._pool import Instance, UpstreamPool
 from tracseq_kit.gateway._routing import Route, RoutingTable
@@ -58,11 +56,9 @@ __all__ = [
     "RateLimitVerdict",
     "RedisRegistry",
     "RegistryConfig",
-    "RetryBudget",
     "Route",
     "RouteConfig",
     "RoutingTable",
-    "UnlimitedRetryBudget",
     "UpstreamPool",
     "hash_api_key",
     "load_config",

@@ -58,8 +58,6 @@ from tracseq_kit.gateway._hooks import (
     NoGuard,
     PoolGuard,
     RateLimitHook,
-    RetryBudget,
-    UnlimitedRetryBudget,
 )
 from tracseq_kit.gateway._http1 import (
     ConnectionPool,
@@ -71,6 +69,7 @@ from tracseq_kit.gateway._http1 import (
 from tracseq_kit.gateway._metrics import GatewayStats, register_stats
 from tracseq_kit.gateway._pool import Instance, UpstreamPool
 from tracseq_kit.gateway._routing import Route, RoutingTable
+from tracseq_kit.resilience import CircuitBreaker, RetryBudget, deadline_from_headers
 from tracseq_kit.telemetry import metrics_registry
 
 __all__ = ["Gateway"]
@@ -117,9 +116,11 @@ class Gateway:
     ``config_path`` enables reloading from the file (:meth:`reload`, SIGHUP, and a
     modification-time check every ``watch_interval`` seconds). Hooks:
 
-    - ``guard_factory(pool_name)`` returns the :class:`PoolGuard` (circuit breaker) of
-      a pool; default admits everything;
-    - ``retry_budget`` bounds retries; default unlimited (still one retry per request);
+    - ``guard_factory(pool_name)`` returns the :class:`PoolGuard` of a pool; default: a
+      :class:`~tracseq_kit.resilience.CircuitBreaker` per pool, configured by the pool's
+      ``breaker`` table (``enabled = false`` admits everything);
+    - ``retry_budget`` bounds retries; default
+      :class:`~tracseq_kit.resilience.RetryBudget` (20 % of requests + 10/s);
     - ``rate_limit`` is consulted for routes with a ``rate_limit`` policy;
     - ``registry`` is the Prometheus registry for ``/metrics`` (default: the kit's).
 
@@ -139,8 +140,8 @@ class Gateway:
         watch_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._guard_factory: GuardFactory = guard_factory or (lambda _name: NoGuard())
-        self._retry_budget = retry_budget or UnlimitedRetryBudget()
+        self._guard_factory: GuardFactory | None = guard_factory
+        self._retry_budget = retry_budget if retry_budget is not None else RetryBudget()
         self._rate_limit = rate_limit
         self._registry = registry or metrics_registry()
         self._stats = GatewayStats()
@@ -155,6 +156,22 @@ class Gateway:
         self._counts = _Counts()
         self._started = clock()
         self._snap = self._build(config, None)
+
+    def _guard(self, name: str, pcfg: PoolConfig) -> PoolGuard:
+        if self._guard_factory is not None:
+            return self._guard_factory(name)
+        b = pcfg.breaker
+        if not b.enabled:
+            return NoGuard()
+        return CircuitBreaker(
+            f"gateway:{name}",
+            window_size=b.window_size,
+            minimum_calls=b.minimum_calls,
+            failure_rate_threshold=b.failure_rate_threshold,
+            wait_duration=b.wait_duration,
+            half_open_probes=b.half_open_probes,
+            clock=self._clock,
+        )
 
     @classmethod
     def from_file(cls, path: str | Path, **options: Any) -> Gateway:
@@ -180,7 +197,7 @@ class Gateway:
             if prev is not None:
                 pool.set_addresses(pcfg.instances + prev.discovered)
             pools[name] = _PoolState(
-                pcfg, pool, self._guard_factory(name), prev.discovered if prev else ()
+                pcfg, pool, self._guard(name, pcfg), prev.discovered if prev else ()
             )
         by_name = {n: s.pool for n, s in pools.items()}
         table = RoutingTable.build(config.routes, by_name)
@@ -484,13 +501,13 @@ class Gateway:
             inst = pool.pick(exclude=tried)
             if inst is None:
                 break
-            if attempt and (inst is tried or not self._retry_budget.try_retry()):
+            if attempt and (inst is tried or not self._retry_budget.try_spend()):
                 break
             if attempt:
                 self._stats.retries[pool.name] = self._stats.retries.get(pool.name, 0) + 1
             tried = inst
             try:
-                state.guard.admit()
+                permit = await state.guard.admit()
             except CircuitOpenError as exc:
                 retry_after = str(max(1, int(exc.remaining + 0.999))).encode()
                 await send_problem(
@@ -508,12 +525,12 @@ class Gateway:
                 resp = await self._exchange(state, inst, head, body, chunked, method, route)
             except (UpstreamConnectError, UpstreamProtocolError) as exc:
                 inst.outstanding -= 1
-                self._failed(state, inst, "connect_error")
+                await self._failed(state, inst, "connect_error", permit)
                 last_error, last_status = f"upstream {pool.name!r} failed: {exc}", 502
                 continue
             except TimeoutError:
                 inst.outstanding -= 1
-                self._failed(state, inst, "timeout")
+                await self._failed(state, inst, "timeout", permit)
                 last_error = f"upstream {pool.name!r} did not answer within {route.timeout}s"
                 last_status = 504
                 break  # a timed-out request may still be running upstream: no retry
@@ -531,7 +548,7 @@ class Gateway:
                 inst.outstanding -= 1
                 return 499
             if resp.status in _RETRY_STATUSES:
-                self._failed(state, inst, str(resp.status))
+                await self._failed(state, inst, str(resp.status), permit)
                 if attempt + 1 < attempts and pool.pick(exclude=inst) not in (None, inst):
                     resp.release()
                     inst.outstanding -= 1
@@ -540,12 +557,12 @@ class Gateway:
             elif resp.status >= 500:
                 # the instance answered, so it is no outlier, but the breaker counts 5xx
                 inst.consecutive_failures = 0
-                state.guard.record(False)
+                await state.guard.record(permit, ok=False)
                 key = (pool.name, inst.address, "5xx")
                 self._stats.upstream_failures[key] = self._stats.upstream_failures.get(key, 0) + 1
             else:
                 pool.record_success(inst)
-                state.guard.record(True)
+                await state.guard.record(permit, ok=True)
             try:
                 await self._respond(receive, send, resp, extra_response, route.timeout)
             finally:
@@ -556,9 +573,11 @@ class Gateway:
         )
         return last_status
 
-    def _failed(self, state: _PoolState, inst: Instance, outcome: str) -> None:
+    async def _failed(
+        self, state: _PoolState, inst: Instance, outcome: str, permit: object
+    ) -> None:
         state.pool.record_failure(inst)
-        state.guard.record(False)
+        await state.guard.record(permit, ok=False)
         key = (state.pool.name, inst.address, outcome)
         self._stats.upstream_failures[key] = self._stats.upstream_failures.get(key, 0) + 1
 
@@ -684,12 +703,18 @@ class Gateway:
         if identity is not None:
             out.extend(identity.headers())
         if snap.config.deadline_header:
-            out.append(
-                (
-                    snap.config.deadline_header.lower().encode(),
-                    str(int(route.timeout * 1000)).encode(),
+            name = snap.config.deadline_header.lower()
+            name_b = name.encode()
+            budget = route.timeout
+            incoming = headers.get(name_b)
+            if incoming is not None:
+                out = [h for h in out if h[0] != name_b]
+                client_budget = deadline_from_headers(
+                    {name: incoming.decode("latin-1")}, maximum=route.timeout, header=name
                 )
-            )
+                if client_budget is not None:
+                    budget = min(budget, client_budget)
+            out.append((name_b, str(int(budget * 1000)).encode()))
         return out
 
     # -- internal endpoints ------------------------------------------------------

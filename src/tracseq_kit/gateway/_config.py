@@ -37,6 +37,18 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class BreakerConfig(_Model):
+    """The circuit breaker in front of one pool (upstream 5xx, connect errors and
+    timeouts count as failures); see :class:`tracseq_kit.resilience.CircuitBreaker`."""
+
+    enabled: bool = True
+    window_size: int = Field(default=50, ge=1)
+    minimum_calls: int = Field(default=20, ge=1)
+    failure_rate_threshold: float = Field(default=0.5, gt=0, le=1)
+    wait_duration: float = Field(default=10.0, ge=0)
+    half_open_probes: int = Field(default=3, ge=1)
+
+
 class PoolConfig(_Model):
     """An upstream pool: where its instances come from and how they are balanced."""
 
@@ -53,6 +65,7 @@ class PoolConfig(_Model):
     eject_backoff: float = Field(default=10.0, gt=0)
     """Seconds an ejected instance stays out; doubles on repeated ejection (max 8x)."""
     connect_timeout: float = Field(default=2.0, gt=0)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
 
     @field_validator("instances")
     @classmethod
@@ -195,8 +208,10 @@ class GatewayConfig(_Model):
     auth: AuthConfig = AuthConfig()
     registry: RegistryConfig | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
-    deadline_header: str | None = None
-    """When set, the remaining route timeout is sent upstream in this header (ms)."""
+    deadline_header: str | None = "x-request-deadline-ms"
+    """Header carrying the request's deadline upstream, in ms: the route timeout, or
+    less when the client sent a shorter one in the same header (the resilience
+    module's format, read by services with ``deadline_from_headers``). Empty disables."""
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

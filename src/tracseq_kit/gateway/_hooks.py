@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "AllowAllRateLimit",
@@ -17,60 +17,39 @@ __all__ = [
     "PoolGuard",
     "RateLimitHook",
     "RateLimitVerdict",
-    "RetryBudget",
-    "UnlimitedRetryBudget",
 ]
 
 
 @runtime_checkable
 class PoolGuard(Protocol):
-    """Admits or rejects calls to one upstream pool (a circuit breaker).
+    """Admits or rejects calls to one upstream pool: a circuit breaker.
 
-    ``admit`` raises :class:`~tracseq_kit.CircuitOpenError` to fast-fail (the gateway
-    answers 503 with ``Retry-After`` = ``remaining``); ``record`` receives the outcome
-    of each admitted exchange: ``False`` for connect errors, timeouts and 5xx.
+    :class:`tracseq_kit.resilience.CircuitBreaker` is one. ``admit`` returns a permit or
+    raises :class:`~tracseq_kit.CircuitOpenError` to fast-fail (the gateway answers 503
+    with ``Retry-After`` = ``remaining``); ``record`` receives that permit and the
+    outcome of the exchange: ``ok=False`` for connect errors, timeouts and 5xx.
     """
 
-    def admit(self) -> None:
-        """Raise CircuitOpenError when the call must not be made."""
+    async def admit(self) -> Any:
+        """Return a permit, or raise CircuitOpenError when the call must not be made."""
+        ...
 
-    def record(self, ok: bool) -> None:
+    async def record(self, permit: Any, *, ok: bool) -> None:
         """Count the outcome of an admitted call."""
+        ...
 
 
 class NoGuard:
     """A :class:`PoolGuard` that admits everything (no breaker configured)."""
 
-    def admit(self) -> None:
+    async def admit(self) -> None:
         """Admit the call."""
 
-    def record(self, ok: bool) -> None:
+    async def record(self, permit: Any, *, ok: bool) -> None:
         """Ignore the outcome."""
 
 
 GuardFactory = Callable[[str], PoolGuard]
-
-
-@runtime_checkable
-class RetryBudget(Protocol):
-    """Bounds retries relative to requests so that retries cannot become a storm."""
-
-    def record_request(self) -> None:
-        """Count one first attempt."""
-
-    def try_retry(self) -> bool:
-        """Spend one retry if the budget allows; False refuses the retry."""
-
-
-class UnlimitedRetryBudget:
-    """A :class:`RetryBudget` that never refuses (one retry per request still applies)."""
-
-    def record_request(self) -> None:
-        """Count nothing."""
-
-    def try_retry(self) -> bool:
-        """Always allow."""
-        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ def render_status(
         pool = state.pool
         pstate = pool.state()
         breaker = getattr(state.guard, "state", None)
+        breaker = getattr(breaker, "value", breaker)  # BreakerState -> "closed"
         breaker_txt = escape(str(breaker)) if breaker is not None else "none"
         for inst in pool.instances:
             if not inst.healthy:

@@ -12,6 +12,7 @@ from tracseq_kit.resilience._breaker import (
     BreakerState,
     BreakerStats,
     CircuitBreaker,
+    Permit,
     StateTransition,
 )
 from tracseq_kit.resilience._bulkhead import Bulkhead
@@ -35,6 +36,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitBreakerRegistry",
     "ManualClock",
+    "Permit",
     "RedisBreakerStore",
     "Retry",
     "RetryBudget",

@@ -39,7 +39,7 @@ from tracseq_kit.resilience._window import (
 if TYPE_CHECKING:
     from tracseq_kit.resilience._fleet import RedisBreakerStore, _FleetLink
 
-__all__ = ["BreakerState", "BreakerStats", "CircuitBreaker", "StateTransition"]
+__all__ = ["BreakerState", "BreakerStats", "CircuitBreaker", "Permit", "StateTransition"]
 
 logger = logging.getLogger("tracseq_kit.resilience")
 
@@ -87,6 +87,18 @@ class BreakerStats:
     rejected: int
     late_results: int
     transitions: int
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """Proof that a call was admitted, for :meth:`CircuitBreaker.record`.
+
+    It remembers the generation the call was admitted in (so late results are
+    dropped) and when it started (for slow-call detection).
+    """
+
+    generation: int
+    started: float
 
 
 Listener = Callable[[StateTransition], object]
@@ -358,6 +370,28 @@ class CircuitBreaker:
             raise
         await self._on_result(gen, start, result)
         return result
+
+    async def admit(self) -> Permit:
+        """Admit one call made outside :meth:`call` (e.g. by a proxy) or raise.
+
+        Raises :class:`~tracseq_kit.CircuitOpenError` when the call must not be made.
+        Report the outcome with :meth:`record`, or :meth:`release` if it should not
+        count (the client went away, the error was the caller's).
+        """
+        gen = self._generation if self._fast else await self._admit()
+        return Permit(gen, self._clock() if self._timed else 0.0)
+
+    async def record(self, permit: Permit, *, ok: bool) -> None:
+        """Count the outcome of a call admitted by :meth:`admit`."""
+        if ok and self._fast and permit.generation == self._generation:
+            self._pending += 1
+            return
+        await self._record(permit.generation, permit.started, SUCCESS if ok else FAILURE)
+
+    async def release(self, permit: Permit) -> None:
+        """End an admitted call without counting it (frees a half-open probe slot)."""
+        self._n_ignored += 1
+        await self._release(permit.generation)
 
     def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """Decorate an async function so every call goes through :meth:`call`."""

@@ -78,16 +78,20 @@ def deadline_to_headers() -> dict[str, str]:
     return {DEADLINE_HEADER: str(max(0, int(left * 1000)))}
 
 
-def deadline_from_headers(headers: Mapping[str, str], *, maximum: float = 300.0) -> float | None:
-    """Seconds allowed by an incoming ``X-Request-Deadline-Ms`` header, or None.
+def deadline_from_headers(
+    headers: Mapping[str, str], *, maximum: float = 300.0, header: str = DEADLINE_HEADER
+) -> float | None:
+    """Seconds allowed by an incoming ``X-Request-Deadline-Ms`` (or ``header``) value.
 
     Header names are matched case-insensitively. A missing, malformed or negative value
-    is ignored (None), so a bad header never fails a request; values are clamped to
+    is ignored (None; also when the header is absent), so a bad header never fails a
+    request; values are clamped to
     ``maximum`` seconds so a caller cannot hold a service forever.
     """
     raw = None
+    header = header.lower()
     for key, value in headers.items():
-        if key.lower() == DEADLINE_HEADER:
+        if key.lower() == header:
             raw = value
             break
     if raw is None:
