@@ -16,7 +16,7 @@ from tracseq_kit._exceptions import ConfigurationError, MissingDependencyError
 T = TypeVar("T")
 
 _NOT_NAME = re.compile(r"[^a-z0-9_]+")
-_TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
+_TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]+")
 _MAX_TOPIC_LENGTH = 249
 _MAX_IDENTIFIER_LENGTH = 63
 
@@ -47,7 +47,7 @@ def topic_name(base: str = "topic") -> str:
     Raises :class:`~tracseq_kit.ConfigurationError` if ``base`` has characters Kafka
     rejects (allowed: letters, digits, ``.``, ``_``, ``-``) or is too long.
     """
-    if not _TOPIC_CHARS.match(base):
+    if not _TOPIC_CHARS.fullmatch(base):  # match() with "$" would accept a trailing newline
         raise ConfigurationError(
             f"topic base {base!r} may only contain letters, digits, '.', '_' and '-'"
         )
