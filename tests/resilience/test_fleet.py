@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from tracseq_kit import CircuitOpenError, ConfigurationError
 from tracseq_kit.resilience import BreakerState, CircuitBreaker, RedisBreakerStore
+from tracseq_kit.testing import TcpProxy
 
 pytestmark = pytest.mark.anyio
 
@@ -230,20 +231,23 @@ async def test_fallback_bound_when_redis_hangs() -> None:
 
 
 async def test_recovers_when_redis_comes_back(redis_url: str, redis_prefix: str) -> None:
-    proxy = _CuttableProxy(redis_url)
-    await proxy.start()
-    client = aioredis.from_url(proxy.url, socket_connect_timeout=0.2)
+    from urllib.parse import urlparse
+
+    if not redis_url.startswith("redis://"):
+        pytest.skip("the outage proxy needs Redis over TCP (set TRACSEQ_TEST_REDIS_URL)")
+    u = urlparse(redis_url)
+    proxy = await TcpProxy((u.hostname or "127.0.0.1", u.port or 6379)).start()
+    client = aioredis.from_url(proxy.url_for("redis", "/0"), socket_connect_timeout=0.2)
     store = RedisBreakerStore(client, prefix=redis_prefix, timeout=0.3, retry_interval=0.05)
     b = CircuitBreaker("dep", window_seconds=30, minimum_calls=100, store=store)
     assert await b.call(ok) == "ok"
     assert b._fleet is not None and b._fleet.healthy
-    proxy.cut = True
-    await proxy.drop_all()
+    proxy.cut()
     for _ in range(30):
         await b.call(ok)
         await asyncio.sleep(0.02)
     assert not b._fleet.healthy
-    proxy.cut = False
+    proxy.restore()
     for _ in range(100):
         await b.call(ok)
         await asyncio.sleep(0.02)
@@ -258,47 +262,3 @@ def test_fleet_mode_needs_a_time_window(redis_url: str) -> None:
     client = aioredis.from_url(redis_url)
     with pytest.raises(ConfigurationError):
         CircuitBreaker("dep", store=RedisBreakerStore(client))
-
-
-class _CuttableProxy:
-    """A TCP proxy in front of the shared Redis whose connections the test can cut."""
-
-    def __init__(self, redis_url: str) -> None:
-        from urllib.parse import urlparse
-
-        u = urlparse(redis_url)
-        self.target = (u.hostname or "127.0.0.1", u.port or 6379)
-        self.cut = False
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.url = f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.cut:
-            writer.close()
-            return
-        ureader, uwriter = await asyncio.open_connection(*self.target)
-        self._writers.update((writer, uwriter))
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, uwriter), pipe(ureader, writer))
-
-    async def drop_all(self) -> None:
-        for w in list(self._writers):
-            w.close()
-        self._writers.clear()
-
-    async def stop(self) -> None:
-        await self.drop_all()
-        self.server.close()

@@ -1,0 +1,190 @@
+"""RateLimiter: policies + a store + what to do when the store is unreachable."""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from tracseq_kit._exceptions import (
+    ConfigurationError,
+    DependencyUnavailableError,
+    RateLimitExceededError,
+)
+from tracseq_kit.ratelimit._memory import MemoryStore
+from tracseq_kit.ratelimit._policy import Decision, Policy
+from tracseq_kit.ratelimit._redis import RedisStore
+from tracseq_kit.telemetry import metrics_registry
+
+__all__ = ["FailurePolicy", "RateLimiter"]
+
+logger = logging.getLogger("tracseq_kit.ratelimit")
+
+FailurePolicy = Literal["open", "closed", "local"]
+"""What a limiter does while its Redis store is unreachable: admit everything
+(``open``), reject everything (``closed``), or decide with a local in-memory store
+(``local``, per-process limits)."""
+
+
+class RateLimiter:
+    """Decides requests against one or more policies, all or nothing.
+
+    ``await limiter.acquire(key)`` consumes ``cost`` units from every policy when all of
+    them admit the request and from none otherwise (a rejected request consumes
+    nothing); ``await limiter.check(key)`` only peeks. Both return a
+    :class:`~tracseq_kit.ratelimit.Decision`; :meth:`enforce` raises
+    :class:`~tracseq_kit.RateLimitExceededError` instead of returning a rejection.
+
+    ``store`` is a :class:`MemoryStore` (the default) or a :class:`RedisStore`. With
+    Redis, ``on_failure`` applies while Redis is unreachable: the switch happens within
+    the store's timeout, later decisions do not wait on Redis for ``retry_interval``
+    seconds, then one decision tries Redis again; every switch is logged and counted
+    in ``tracseq_ratelimit_store_switches_total``.
+
+    Raises :class:`~tracseq_kit.ConfigurationError` for no policies, duplicate names,
+    or a cost above a policy's capacity.
+    """
+
+    def __init__(
+        self,
+        policies: Sequence[Policy],
+        *,
+        store: MemoryStore | RedisStore | None = None,
+        on_failure: FailurePolicy = "local",
+        retry_interval: float = 1.0,
+        name: str = "default",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        policies = tuple(policies)
+        if not policies:
+            raise ConfigurationError("a rate limiter needs at least one policy")
+        names = [p.name for p in policies]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"policy names must be unique, got {names}")
+        if on_failure not in ("open", "closed", "local"):
+            raise ConfigurationError(f"on_failure must be open, closed or local: {on_failure!r}")
+        self.name = name
+        self.policies = policies
+        self._capacity = min(p.capacity for p in policies)
+        self.store = store if store is not None else MemoryStore(clock=clock)
+        self._memory = self.store if isinstance(self.store, MemoryStore) else None
+        self._on_failure = on_failure
+        self._fallback = MemoryStore(clock=clock) if on_failure == "local" else None
+        self._retry_interval = retry_interval
+        self._clock = clock
+        self._down_until = 0.0
+        self.degraded = False
+        self.allowed = 0
+        self.rejected = 0
+        self.switches = 0
+        _track(self)
+
+    async def acquire(self, key: str, *, cost: int = 1) -> Decision:
+        """Consume ``cost`` units for ``key`` if every policy admits it."""
+        if self._memory is not None and 0 < cost <= self._capacity:
+            d = self._memory.decide(key, self.policies, cost, True)
+        else:
+            d = await self._decide(key, cost, True)
+        if d.allowed:
+            self.allowed += 1
+        else:
+            self.rejected += 1
+        return d
+
+    async def check(self, key: str, *, cost: int = 1) -> Decision:
+        """Report what :meth:`acquire` would decide, consuming nothing."""
+        return await self._decide(key, cost, False)
+
+    async def enforce(self, key: str, *, cost: int = 1) -> Decision:
+        """Like :meth:`acquire`, but raise RateLimitExceededError when rejected."""
+        d = await self.acquire(key, cost=cost)
+        if not d.allowed:
+            raise RateLimitExceededError(d.policy, retry_after=d.retry_after)
+        return d
+
+    async def _decide(self, key: str, cost: int, consume: bool) -> Decision:
+        if not 0 < cost <= self._capacity:
+            raise ConfigurationError(
+                f"cost must be between 1 and the smallest capacity ({self._capacity}), got {cost}"
+            )
+        store = self.store
+        if isinstance(store, MemoryStore):
+            return store.decide(key, self.policies, cost, consume)
+        now = self._clock()
+        if self.degraded and now < self._down_until:
+            return self._degraded(key, cost, consume)
+        try:
+            d = await store.decide(key, self.policies, cost, consume)
+        except DependencyUnavailableError as exc:
+            self._down_until = now + self._retry_interval
+            if not self.degraded:
+                self.degraded = True
+                self.switches += 1
+                logger.warning(
+                    "rate limiter %r: Redis unreachable (%s); failing %s",
+                    self.name,
+                    exc,
+                    self._on_failure,
+                )
+            return self._degraded(key, cost, consume)
+        if self.degraded:
+            self.degraded = False
+            self.switches += 1
+            logger.warning("rate limiter %r: Redis reachable again", self.name)
+        return d
+
+    def _degraded(self, key: str, cost: int, consume: bool) -> Decision:
+        if self._fallback is not None:
+            return self._fallback.decide(key, self.policies, cost, consume)
+        p = self.policies[0]
+        if self._on_failure == "open":
+            return Decision(True, p.capacity, 0.0, 0.0, p.name, p.capacity, p.period)
+        return Decision(
+            False, 0, self._retry_interval, self._retry_interval, p.name, p.capacity, p.period
+        )
+
+
+_limiters: weakref.WeakSet[RateLimiter] = weakref.WeakSet()
+_registered: weakref.WeakSet[CollectorRegistry] = weakref.WeakSet()
+
+
+class _LimiterCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        decisions = CounterMetricFamily(
+            "tracseq_ratelimit_decisions", "Rate-limit decisions", labels=["limiter", "result"]
+        )
+        switches = CounterMetricFamily(
+            "tracseq_ratelimit_store_switches",
+            "Switches between the Redis store and the failure policy",
+            labels=["limiter"],
+        )
+        degraded = GaugeMetricFamily(
+            "tracseq_ratelimit_degraded",
+            "1 while the limiter applies its failure policy",
+            labels=["limiter"],
+        )
+        for lim in list(_limiters):
+            decisions.add_metric([lim.name, "allowed"], lim.allowed)
+            decisions.add_metric([lim.name, "rejected"], lim.rejected)
+            switches.add_metric([lim.name], lim.switches)
+            degraded.add_metric([lim.name], 1 if lim.degraded else 0)
+        yield decisions
+        yield switches
+        yield degraded
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+def _track(limiter: RateLimiter) -> None:
+    _limiters.add(limiter)
+    registry = metrics_registry()
+    if registry not in _registered:
+        registry.register(_LimiterCollector())
+        _registered.add(registry)
