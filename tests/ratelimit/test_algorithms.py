@@ -151,3 +151,23 @@ def test_invalid_policies() -> None:
     ):
         with pytest.raises(ConfigurationError):
             bad()
+
+
+@settings(max_examples=200)
+@given(st.lists(st.floats(0, 3), min_size=1, max_size=60), st.integers(1, 10), st.integers(1, 5))
+def test_the_limiter_fast_path_decides_like_the_store(
+    gaps: list[float], limit: int, burst: int
+) -> None:
+    from tracseq_kit.ratelimit import RateLimiter
+
+    clock = Clock()
+    policy = GCRA("p", limit, 4.0, burst)
+    limiter = RateLimiter([policy], clock=clock)
+    reference = MemoryStore(clock=clock)
+    for gap in gaps:
+        clock.now += gap
+        fast = limiter.acquire_nowait("k")
+        slow = reference.decide("k", [policy], 1, True)
+        assert fast.allowed == slow.allowed and fast.remaining == slow.remaining
+        assert fast.retry_after == pytest.approx(slow.retry_after)
+        assert fast.reset_after == pytest.approx(slow.reset_after)

@@ -17,14 +17,17 @@ from tracseq_kit._exceptions import (
     DependencyUnavailableError,
     RateLimitExceededError,
 )
-from tracseq_kit.ratelimit._memory import MemoryStore
-from tracseq_kit.ratelimit._policy import Decision, Policy
+from tracseq_kit.ratelimit._memory import _EPS, MemoryStore
+from tracseq_kit.ratelimit._policy import GCRA, Decision, Policy
 from tracseq_kit.ratelimit._redis import RedisStore
 from tracseq_kit.telemetry import metrics_registry
 
 __all__ = ["FailurePolicy", "RateLimiter"]
 
 logger = logging.getLogger("tracseq_kit.ratelimit")
+
+# Building the NamedTuple through tuple.__new__ skips its Python-level __new__.
+_new = tuple.__new__
 
 FailurePolicy = Literal["open", "closed", "local"]
 """What a limiter does while its Redis store is unreachable: admit everything
@@ -83,14 +86,63 @@ class RateLimiter:
         self.allowed = 0
         self.rejected = 0
         self.switches = 0
+        # Fast path: one GCRA policy in memory, decided inline without a call chain.
+        self._fast: tuple[dict[str, float], float, float, str, int, float] | None = None
+        if self._memory is not None and len(policies) == 1 and isinstance(policies[0], GCRA):
+            p = policies[0]
+            self._fast = (
+                self._memory.gcra_states(p),
+                p.interval,
+                p.capacity * p.interval,
+                p.name,
+                p.capacity,
+                p.period,
+            )
         _track(self)
+
+    def acquire_nowait(self, key: str, *, cost: int = 1) -> Decision:
+        """:meth:`acquire` without awaiting, for a limiter with the in-memory store.
+
+        Raises :class:`~tracseq_kit.ConfigurationError` with a Redis store (which needs
+        a round trip) or an invalid cost.
+        """
+        fast = self._fast
+        if fast is not None and cost == 1:
+            now = self._clock()
+            memory = self._memory
+            if now >= memory.next_sweep:  # type: ignore[union-attr]
+                memory.sweep()  # type: ignore[union-attr]
+            states, interval, tolerance, name, capacity, period = fast
+            tat = states.get(key, now)
+            if tat < now:
+                tat = now
+            new_tat = tat + interval
+            allow_at = new_tat - tolerance
+            if allow_at - now > _EPS:
+                self.rejected += 1
+                return _new(Decision, (False, 0, tat - now, allow_at - now, name, capacity, period))
+            states[key] = new_tat
+            self.allowed += 1
+            remaining = int((now - allow_at) / interval + 1e-9)
+            return _new(Decision, (True, remaining, new_tat - now, 0.0, name, capacity, period))
+        if self._memory is None:
+            raise ConfigurationError("acquire_nowait needs the in-memory store")
+        if not 0 < cost <= self._capacity:
+            raise ConfigurationError(
+                f"cost must be between 1 and the smallest capacity ({self._capacity}), got {cost}"
+            )
+        d = self._memory.decide(key, self.policies, cost, True)
+        if d.allowed:
+            self.allowed += 1
+        else:
+            self.rejected += 1
+        return d
 
     async def acquire(self, key: str, *, cost: int = 1) -> Decision:
         """Consume ``cost`` units for ``key`` if every policy admits it."""
-        if self._memory is not None and 0 < cost <= self._capacity:
-            d = self._memory.decide(key, self.policies, cost, True)
-        else:
-            d = await self._decide(key, cost, True)
+        if self._memory is not None:
+            return self.acquire_nowait(key, cost=cost)
+        d = await self._decide(key, cost, True)
         if d.allowed:
             self.allowed += 1
         else:

@@ -28,67 +28,77 @@ class MemoryStore:
         self, *, clock: Callable[[], float] = time.monotonic, sweep_interval: float = 10.0
     ) -> None:
         self._clock = clock
-        self._gcra: dict[str, float] = {}
-        self._sliding: dict[str, tuple[int, int, int]] = {}
+        # One dict per policy name: key -> theoretical arrival time (GCRA) or
+        # (window index, current count, previous count) (sliding window).
+        self._gcra: dict[str, dict[str, float]] = {}
+        self._sliding: dict[str, tuple[float, dict[str, tuple[int, int, int]]]] = {}
         self._sweep_interval = sweep_interval
-        self._next_sweep = clock() + sweep_interval
-        self._windows: dict[str, float] = {}
+        self.next_sweep = clock() + sweep_interval
 
     def __len__(self) -> int:
-        return len(self._gcra) + len(self._sliding)
+        return sum(len(d) for d in self._gcra.values()) + sum(
+            len(d) for _, d in self._sliding.values()
+        )
+
+    def gcra_states(self, policy: GCRA) -> dict[str, float]:
+        """The per-key state dict of ``policy`` (for the limiter's fast path)."""
+        return self._gcra.setdefault(policy.name, {})
 
     def sweep(self) -> int:
         """Evict every idle key now; return how many were evicted."""
         now = self._clock()
-        self._next_sweep = now + self._sweep_interval
-        gone = [k for k, tat in self._gcra.items() if tat <= now]
-        for k in gone:
-            del self._gcra[k]
-        windows = self._windows
-        idle = [k for k, (index, _, _) in self._sliding.items() if (index + 2) * windows[k] <= now]
-        for k in idle:
-            del self._sliding[k]
-            del windows[k]
-        return len(gone) + len(idle)
+        self.next_sweep = now + self._sweep_interval
+        evicted = 0
+        for states in self._gcra.values():
+            gone = [k for k, tat in states.items() if tat <= now]
+            for k in gone:
+                del states[k]
+            evicted += len(gone)
+        for window, wstates in self._sliding.values():
+            idle = [k for k, (index, _, _) in wstates.items() if (index + 2) * window <= now]
+            for k in idle:
+                del wstates[k]
+            evicted += len(idle)
+        return evicted
 
     def decide(self, key: str, policies: Sequence[Policy], cost: int, consume: bool) -> Decision:
         """Decide all ``policies`` for ``key`` at once: consume from all or none."""
         now = self._clock()
-        if now >= self._next_sweep:
+        if now >= self.next_sweep:
             self.sweep()
         if len(policies) == 1 and type(policies[0]) is GCRA:
             return self._gcra_one(key, policies[0], cost, consume, now)
-        gcra_writes: list[tuple[str, float]] = []
-        sliding_writes: list[tuple[str, tuple[int, int, int], float]] = []
+        gcra_writes: list[tuple[dict[str, float], float]] = []
+        sliding_writes: list[tuple[dict[str, tuple[int, int, int]], tuple[int, int, int]]] = []
         best: Decision | None = None
         for policy in policies:
-            pkey = f"{policy.name}\x00{key}"
             if isinstance(policy, GCRA):
-                decision, tat = self._gcra_eval(pkey, policy, cost, now)
-                gcra_writes.append((pkey, tat))
+                states = self.gcra_states(policy)
+                decision, tat = self._gcra_eval(states.get(key, now), policy, cost, now)
+                gcra_writes.append((states, tat))
             else:
-                decision, state = self._sliding_eval(pkey, policy, cost, now)
-                sliding_writes.append((pkey, state, policy.window))
+                wstates = self._sliding.setdefault(policy.name, (policy.window, {}))[1]
+                decision, state = self._sliding_eval(wstates.get(key), policy, cost, now)
+                sliding_writes.append((wstates, state))
             if not decision.allowed:
                 return decision
             if best is None or decision.remaining < best.remaining:
                 best = decision
         if consume:  # all admitted: commit every policy at once
-            for pkey, tat in gcra_writes:
-                self._gcra[pkey] = tat
-            for pkey, state, window in sliding_writes:
-                self._sliding[pkey] = state
-                self._windows[pkey] = window
+            for states, tat in gcra_writes:
+                states[key] = tat
+            for wstates, state in sliding_writes:
+                wstates[key] = state
         assert best is not None
         return best
 
     # ------------------------------------------------------------------ GCRA
 
     def _gcra_one(self, key: str, p: GCRA, cost: int, consume: bool, now: float) -> Decision:
-        pkey = f"{p.name}\x00{key}"
+        states = self.gcra_states(p)
         interval = p.period / p.limit
         tolerance = p.capacity * interval
-        tat = self._gcra.get(pkey, now)
+        tat = states.get(key, now)
         if tat < now:
             tat = now
         new_tat = tat + cost * interval
@@ -96,13 +106,13 @@ class MemoryStore:
         if allow_at - now > _EPS:
             return Decision(False, 0, tat - now, allow_at - now, p.name, p.capacity, p.period)
         if consume:
-            self._gcra[pkey] = new_tat
+            states[key] = new_tat
         remaining = int((now - allow_at) / interval + 1e-9)
         return Decision(True, remaining, new_tat - now, 0.0, p.name, p.capacity, p.period)
 
-    def _gcra_eval(self, pkey: str, p: GCRA, cost: int, now: float) -> tuple[Decision, float]:
+    def _gcra_eval(self, tat: float, p: GCRA, cost: int, now: float) -> tuple[Decision, float]:
         interval = p.period / p.limit
-        tat = max(self._gcra.get(pkey, now), now)
+        tat = max(tat, now)
         new_tat = tat + cost * interval
         allow_at = new_tat - p.capacity * interval
         if allow_at - now > _EPS:
@@ -114,11 +124,11 @@ class MemoryStore:
     # ------------------------------------------------------------------ sliding window
 
     def _sliding_eval(
-        self, pkey: str, p: SlidingWindow, cost: int, now: float
+        self, state: tuple[int, int, int] | None, p: SlidingWindow, cost: int, now: float
     ) -> tuple[Decision, tuple[int, int, int]]:
         window = p.window
         index = math.floor(now / window)
-        cur_index, cur, prev = self._sliding.get(pkey, (index, 0, 0))
+        cur_index, cur, prev = state if state is not None else (index, 0, 0)
         if cur_index != index:
             prev = cur if cur_index == index - 1 else 0
             cur = 0
