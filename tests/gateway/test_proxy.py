@@ -306,9 +306,11 @@ async def test_rate_limit_seam(pair: list[Upstream]) -> None:
     hook = DenyAfter(2)
     gw = Gateway(
         config(
-            {"t": [pair[0].address]}, [{"prefix": "/", "upstream": "t", "rate_limit": "per-client"}]
+            {"t": [pair[0].address]},
+            [{"prefix": "/", "upstream": "t", "rate_limit": "per-client"}],
+            rate_limits={"policies": {"per-client": {"limit": 100, "period": 60}}},
         ),
-        rate_limit=hook,
+        rate_limit=hook,  # an explicit hook replaces the configured limiters
     )
     async with serve(gw) as base, httpx.AsyncClient(base_url=base) as c:
         codes = [(await c.get("/echo")).status_code for _ in range(3)]

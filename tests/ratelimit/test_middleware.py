@@ -122,9 +122,7 @@ async def test_api_key_and_identity_keys() -> None:
 
 
 def test_configuration_errors_name_the_bad_key() -> None:
-    with pytest.raises(
-        ConfigurationError, match=r"routes\[0\]\.policies: unknown policy 'nope'"
-    ):
+    with pytest.raises(ConfigurationError, match=r"routes\[0\]\.policies: unknown policy 'nope'"):
         RateLimitConfig.parse(
             {
                 "policies": {"a": {"limit": 1, "period": 1}},

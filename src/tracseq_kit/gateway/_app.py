@@ -68,7 +68,9 @@ from tracseq_kit.gateway._http1 import (
 )
 from tracseq_kit.gateway._metrics import GatewayStats, register_stats
 from tracseq_kit.gateway._pool import Instance, UpstreamPool
+from tracseq_kit.gateway._ratelimit import LimiterHook
 from tracseq_kit.gateway._routing import Route, RoutingTable
+from tracseq_kit.ratelimit import MemoryStore, RedisStore
 from tracseq_kit.resilience import CircuitBreaker, RetryBudget, deadline_from_headers
 from tracseq_kit.telemetry import metrics_registry
 
@@ -100,6 +102,7 @@ class _Snapshot:
     auth: Authenticator | None
     drop: frozenset[bytes]
     """Request headers never forwarded: hop-by-hop, replaced ones, the API key."""
+    rate_limit: RateLimitHook | None = None
 
 
 @dataclass
@@ -204,7 +207,24 @@ class Gateway:
         self._stats.pools = by_name
         auth = Authenticator(config.auth) if (config.auth.jwt or config.auth.api_keys) else None
         api_key = auth.api_key_header if auth else config.auth.api_key_header.lower().encode()
-        return _Snapshot(config, table, pools, auth, HOP_BY_HOP | REPLACED | {api_key})
+        rate_limit = self._rate_limit
+        if rate_limit is None and config.rate_limits is not None:
+            rate_limit = self._limiter_hook(config, old)
+        return _Snapshot(config, table, pools, auth, HOP_BY_HOP | REPLACED | {api_key}, rate_limit)
+
+    def _limiter_hook(self, config: GatewayConfig, old: _Snapshot | None) -> RateLimitHook:
+        rl = config.rate_limits
+        assert rl is not None
+        if old is not None and old.config.rate_limits == rl and old.rate_limit is not None:
+            return old.rate_limit  # unchanged: keep the counters
+        store: MemoryStore | RedisStore | None = None
+        if rl.redis_url:
+            import redis.asyncio as aioredis
+
+            store = RedisStore(
+                aioredis.from_url(rl.redis_url), prefix=rl.prefix, timeout=rl.timeout
+            )
+        return LimiterHook(rl.policies, store=store, on_failure=rl.on_failure)
 
     @property
     def config(self) -> GatewayConfig:
@@ -409,11 +429,11 @@ class Gateway:
                 )
                 return 401
         extra_response: list[tuple[bytes, bytes]] = [rid_header]
-        if route.rate_limit is not None and self._rate_limit is not None:
+        if route.rate_limit is not None and snap.rate_limit is not None:
             client = scope.get("client")
             key = identity.subject if identity else (client[0] if client else "-")
             try:
-                verdict = await self._rate_limit.check(policy=route.rate_limit, key=key)
+                verdict = await snap.rate_limit.check(policy=route.rate_limit, key=key)
             except Exception:
                 log.exception("rate limiter failed; admitting the request")
             else:

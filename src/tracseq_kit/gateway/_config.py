@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tracseq_kit._exceptions import ConfigurationError
+from tracseq_kit.ratelimit import PolicyConfig
 
 __all__ = [
     "ApiKeyConfig",
@@ -200,6 +201,20 @@ class RegistryConfig(_Model):
     poll_interval: float = Field(default=1.0, gt=0, le=60)
 
 
+class RateLimitsConfig(_Model):
+    """Named rate-limit policies that routes refer to by ``rate_limit = "<name>"``.
+
+    With ``redis_url`` every gateway process shares the limits through Redis;
+    ``on_failure`` applies while Redis is unreachable (see :mod:`tracseq_kit.ratelimit`).
+    """
+
+    policies: dict[str, PolicyConfig]
+    redis_url: str | None = None
+    prefix: str = "tracseq:gateway:rl:"
+    timeout: float = Field(default=0.1, gt=0)
+    on_failure: Literal["open", "closed", "local"] = "local"
+
+
 class GatewayConfig(_Model):
     """The whole gateway configuration (see the module docstring for the file format)."""
 
@@ -207,6 +222,7 @@ class GatewayConfig(_Model):
     routes: tuple[RouteConfig, ...]
     auth: AuthConfig = AuthConfig()
     registry: RegistryConfig | None = None
+    rate_limits: RateLimitsConfig | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
     deadline_header: str | None = "x-request-deadline-ms"
     """Header carrying the request's deadline upstream, in ms: the route timeout, or
@@ -220,6 +236,13 @@ class GatewayConfig(_Model):
                 raise _KeyError(f"routes[{i}].upstream", f"unknown pool {route.upstream!r}")
             if route.auth and self.auth.jwt is None and not self.auth.api_keys:
                 raise _KeyError(f"routes[{i}].auth", "needs an [auth] section with jwt or api_keys")
+            if route.rate_limit is not None and (
+                self.rate_limits is None or route.rate_limit not in self.rate_limits.policies
+            ):
+                raise _KeyError(
+                    f"routes[{i}].rate_limit",
+                    f"unknown policy {route.rate_limit!r} (define it under [rate_limits.policies])",
+                )
         for name, pool in self.pools.items():
             if pool.service is not None and self.registry is None:
                 raise _KeyError(f"pools.{name}.service", "needs a [registry] section")
