@@ -5,7 +5,8 @@
 Compares a bare ``await`` with the kit's CircuitBreaker (``call`` and ``async with``)
 and the peers pybreaker (its ``calling()`` context manager around the await; its
 ``call_async`` needs tornado), aiobreaker (``call_async``) and purgatory (``async with``
-on an in-memory factory). Rounds are interleaved and the median per-call time kept;
+on an in-memory factory, both fetching the breaker per call as its README shows and
+keeping one breaker object). Rounds are interleaved and the median per-call time kept;
 overhead = time per call minus the bare await's. Peers come from the ``bench`` extra.
 With ``--redis-url`` it also measures the kit's fleet mode (state shared in Redis).
 """
@@ -91,6 +92,14 @@ def runners() -> dict[str, Runner]:
                     await work()
 
         out["purgatory async with"] = purgatory_with
+
+        async def purgatory_kept(n: int) -> None:
+            breaker = await factory.get_breaker("bench-kept")
+            for _ in range(n):
+                async with breaker:
+                    await work()
+
+        out["purgatory, breaker kept"] = purgatory_kept
     except ImportError:
         print("purgatory not installed", file=sys.stderr)
     return out

@@ -361,13 +361,28 @@ class CircuitBreaker:
                 self._n_success += 1
                 self._n_late += 1
             return result
-        gen = await self._admit()
+        fleet = self._fleet
+        shared_closed = fleet is not None and self._state is _CLOSED
+        maybe = fleet.admit_closed() if shared_closed else None  # type: ignore[union-attr]
+        gen = maybe if maybe is not None else await self._admit()
         start = self._clock() if self._timed else 0.0
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             await self._on_error(gen, start, exc)
             raise
+        if (
+            shared_closed
+            and gen == self._generation
+            and self._result_is_failure is None
+            and self._slow_duration is None
+            and fleet.healthy  # type: ignore[union-attr]
+        ):
+            # Fleet mode's closed-state success, without the coroutine chain.
+            self._n_success += 1
+            self._window.record(SUCCESS, start)
+            fleet.count(SUCCESS)  # type: ignore[union-attr]
+            return result
         await self._on_result(gen, start, result)
         return result
 

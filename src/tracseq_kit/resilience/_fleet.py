@@ -111,6 +111,21 @@ class _FleetLink:
 
     # ---------------------------------------------------------------- admission
 
+    def admit_closed(self) -> int | None:
+        """Admit a call while the shared state is closed, without awaiting.
+
+        Returns the generation, or None when the slow path (:meth:`admit`) must decide:
+        first call, Redis unhealthy, or not closed.
+        """
+        b = self.breaker
+        if not (self._synced and self.healthy):
+            return None
+        now = b._clock()
+        if now >= self._next_sync and self._task is None:
+            self._next_sync = now + self.store.sync_interval
+            self._task = self._spawn(self._sync())
+        return b._generation
+
     async def admit(self) -> int:
         b = self.breaker
         if not self._synced:
