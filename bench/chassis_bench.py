@@ -40,7 +40,7 @@ VARIANTS = (
     "starlette-chassis-middleware",
     "bare-fastapi",
     "chassis",
-    "chassis-no-access-log",
+    "chassis-access-log",
     "chassis-recording-spans",
 )
 
@@ -108,7 +108,7 @@ def build(variant: str) -> Any:
         settings = ServiceSettings(
             service_name="bench",
             log_format="json",
-            access_log=variant == "chassis",
+            access_log=variant == "chassis-access-log",
         )
         provider = None
         if variant == "chassis-recording-spans":

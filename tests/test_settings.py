@@ -99,3 +99,10 @@ def test_errors_never_echo_values(secret: str) -> None:
         TemplateSettings(page_size=secret, port=secret)
     assert secret not in str(info.value)
     assert info.value.__cause__ is None  # the pydantic error (with the input) is not chained
+
+
+def test_access_log_is_opt_in() -> None:
+    from tracseq_kit.settings import ServiceSettings
+
+    assert ServiceSettings().access_log is False
+    assert ServiceSettings(access_log=True).access_log is True

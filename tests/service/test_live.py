@@ -47,7 +47,7 @@ def log_lines(stream: io.StringIO) -> list[dict[str, Any]]:
 
 def build_app(tracer_provider: TracerProvider, **settings: Any) -> FastAPI:
     app = create_service(
-        ServiceSettings(service_name="samples", **settings),
+        ServiceSettings(service_name="samples", **{"access_log": True, **settings}),
         tracer_provider=tracer_provider,
         configure_logs=False,
     )

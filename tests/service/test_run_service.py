@@ -40,7 +40,9 @@ def tracked(name):
     return Resource(name, open_)
 
 
-app = create_service(ServiceSettings(), resources=[tracked("postgres"), tracked("redis")])
+app = create_service(
+    ServiceSettings(access_log=True), resources=[tracked("postgres"), tracked("redis")]
+)
 
 
 @app.get("/slow")
