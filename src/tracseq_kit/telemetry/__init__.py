@@ -8,7 +8,8 @@
   service name, request id, trace id and span id on every record.
 - Tracing: :func:`configure_telemetry` installs tracer and meter providers from the
   standard ``OTEL_*`` variables; :func:`trace_context_event_hooks` and
-  :func:`inject_trace_context` propagate the current trace to outgoing HTTP requests.
+  :func:`inject_trace_context` propagate the current trace to outgoing HTTP requests;
+  :func:`kafka_trace_headers` and :func:`extract_kafka_context` carry it through Kafka.
 """
 
 from tracseq_kit.telemetry._context import current_request_id
@@ -26,6 +27,7 @@ from tracseq_kit.telemetry._metrics import (
     render_metrics,
     reset_metrics_registry,
 )
+from tracseq_kit.telemetry._propagation import extract_kafka_context, kafka_trace_headers
 from tracseq_kit.telemetry._tracing import (
     Telemetry,
     configure_telemetry,
@@ -42,9 +44,11 @@ __all__ = [
     "configure_telemetry",
     "counter",
     "current_request_id",
+    "extract_kafka_context",
     "gauge",
     "histogram",
     "inject_trace_context",
+    "kafka_trace_headers",
     "metrics_registry",
     "render_metrics",
     "reset_metrics_registry",
