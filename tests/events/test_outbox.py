@@ -1,0 +1,229 @@
+"""Outbox and relay against the real PostgreSQL and the Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer
+from opentelemetry.sdk.trace import TracerProvider
+
+from tracseq_kit.events import (
+    CloudEvent,
+    EventPublisher,
+    Inbox,
+    KafkaMessage,
+    Outbox,
+    OutboxRelay,
+    from_kafka,
+    migrate,
+)
+from tracseq_kit.testing import PostgresSchema
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def pool(postgres_schema: PostgresSchema) -> AsyncIterator[Any]:
+    p = await asyncpg.create_pool(postgres_schema.dsn, min_size=1, max_size=6)
+    async with p.acquire() as conn:
+        await migrate(conn)
+        await conn.execute("TRUNCATE tracseq_outbox, tracseq_inbox")
+    yield p
+    await p.close()
+
+
+def event(key: str, n: int) -> CloudEvent[Any]:
+    return CloudEvent[Any](source="/tests", type="tracseq.test", subject=key, data={"n": n})
+
+
+async def write(pool: Any, outbox: Outbox, topic: str, events: list[CloudEvent[Any]]) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        for e in events:
+            await outbox.add(conn, topic, e)
+
+
+async def consume(bootstrap: str, topic: str, n: int, timeout: float = 30) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    got: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while len(got) < n:
+                for records in (await consumer.getmany(timeout_ms=300)).values():
+                    got.extend(records)
+        extra = await consumer.getmany(timeout_ms=500)  # nothing more should arrive
+        for records in extra.values():
+            got.extend(records)
+    finally:
+        await consumer.stop()
+    return [from_kafka(KafkaMessage(r.key, r.value, list(r.headers))) for r in got]
+
+
+async def pending(pool: Any) -> int:
+    return int(
+        await pool.fetchval("SELECT count(*) FROM tracseq_outbox WHERE published_at IS NULL")
+    )
+
+
+async def test_add_is_part_of_the_callers_transaction(pool: Any) -> None:
+    outbox = Outbox()
+    with pytest.raises(RuntimeError):
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.add(conn, "t", event("k", 1))
+            raise RuntimeError("the business write failed")
+    assert await pending(pool) == 0
+    await write(pool, outbox, "t", [event("k", 2)])
+    assert await pending(pool) == 1
+
+
+async def test_migrate_is_idempotent(pool: Any) -> None:
+    async with pool.acquire() as conn:
+        assert await migrate(conn) == []
+
+
+async def test_relay_publishes_in_order_per_key_across_restarts(
+    pool: Any, kafka_bootstrap: str, kafka_topic: Any
+) -> None:
+    topic = kafka_topic("orders")
+    outbox = Outbox()
+    events = [event(f"key-{i % 4}", i) for i in range(60)]
+    await write(pool, outbox, topic, events)
+    async with EventPublisher(kafka_bootstrap) as publisher:
+        first = OutboxRelay(pool, publisher, batch_size=2)
+        await first.run_once()  # a partial round, then a "restart" with a new relay
+        second = OutboxRelay(pool, publisher, batch_size=3)
+        while await second.run_once():
+            pass
+    assert await pending(pool) == 0
+    got = await consume(kafka_bootstrap, topic, 60)
+    assert sorted(e.id for e in got) == sorted(e.id for e in events)
+    for k in range(4):
+        assert [e.data["n"] for e in got if e.subject == f"key-{k}"] == list(range(k, 60, 4))
+
+
+async def test_two_relays_at_once_do_not_double_publish(
+    pool: Any, kafka_bootstrap: str, kafka_topic: Any
+) -> None:
+    topic = kafka_topic("pair")
+    events = [event(f"k{i % 10}", i) for i in range(200)]
+    await write(pool, Outbox(), topic, events)
+    async with EventPublisher(kafka_bootstrap) as publisher:
+        relays = [OutboxRelay(pool, publisher, batch_size=4) for _ in range(2)]
+
+        async def drain(relay: OutboxRelay) -> None:
+            while await pending(pool):
+                await relay.run_once()
+
+        await asyncio.gather(*(drain(r) for r in relays))
+    got = await consume(kafka_bootstrap, topic, 200)
+    assert len(got) == 200 and len({e.id for e in got}) == 200
+    assert relays[0].published > 0 and relays[1].published > 0
+
+
+async def test_no_loss_while_kafka_is_down(
+    pool: Any, kafka_bootstrap: str, kafka_topic: Any
+) -> None:
+    topic = kafka_topic("outage")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    dead = f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+    outbox = Outbox()
+    events = [event(f"k{i % 5}", i) for i in range(100)]
+    await write(pool, outbox, topic, events[:50])
+
+    class DeadPublisher:
+        async def send_message(self, topic: str, message: KafkaMessage) -> asyncio.Future[Any]:
+            from tracseq_kit import PublishError
+
+            raise PublishError(f"no broker at {dead}")
+
+    down = OutboxRelay(pool, DeadPublisher(), batch_size=50)
+    with pytest.raises(Exception, match="not published"):
+        await down.run_once()
+    assert await pending(pool) == 50
+    attempts = await pool.fetchval("SELECT min(attempts) FROM tracseq_outbox")
+    assert attempts == 1
+    await write(pool, outbox, topic, events[50:])  # writes go on during the outage
+    async with EventPublisher(kafka_bootstrap) as publisher:
+        relay = OutboxRelay(pool, publisher, poll_interval=0.05)
+        runner = asyncio.create_task(relay.run())
+        for _ in range(200):
+            if not await pending(pool):
+                break
+            await asyncio.sleep(0.05)
+        relay.stop()
+        await asyncio.wait_for(runner, 10)
+    got = await consume(kafka_bootstrap, topic, 100)
+    assert sorted(e.id for e in got) == sorted(e.id for e in events)
+
+
+async def test_relay_wakes_on_notify(pool: Any, kafka_bootstrap: str, kafka_topic: Any) -> None:
+    topic = kafka_topic("notify")
+    async with EventPublisher(kafka_bootstrap) as publisher:
+        relay = OutboxRelay(pool, publisher, poll_interval=60)  # polling alone would be late
+        runner = asyncio.create_task(relay.run())
+        await asyncio.sleep(0.3)
+        await write(pool, Outbox(), topic, [event("k", 1)])
+        for _ in range(100):
+            if relay.published:
+                break
+            await asyncio.sleep(0.05)
+        relay.stop()
+        await asyncio.wait_for(runner, 10)
+    assert relay.published == 1
+
+
+async def test_trace_context_survives_outbox_to_kafka(
+    pool: Any, kafka_bootstrap: str, kafka_topic: Any
+) -> None:
+    topic = kafka_topic("traced")
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("business write") as span:
+        await write(pool, Outbox(), topic, [event("k", 1)])
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    async with EventPublisher(kafka_bootstrap) as publisher:
+        await OutboxRelay(pool, publisher).run_once()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), 20)
+    finally:
+        await consumer.stop()
+    traceparents = [v.decode() for k, v in record.headers if k == "traceparent"]
+    assert len(traceparents) == 1 and trace_id in traceparents[0]
+
+
+async def test_purge_and_inbox_dedupe(pool: Any, kafka_bootstrap: str, kafka_topic: Any) -> None:
+    from datetime import timedelta
+
+    await write(pool, Outbox(), kafka_topic("purge"), [event("k", 1)])
+    async with EventPublisher(kafka_bootstrap) as publisher:
+        relay = OutboxRelay(pool, publisher, retention=timedelta(0))
+        assert await relay.run_once() == 1
+        assert await relay.purge() == 1
+    inbox = Inbox(pool, consumer="group-a")
+    effects: list[int] = []
+
+    async def effect(conn: Any) -> None:
+        effects.append(1)
+
+    assert await inbox.process("evt-1", effect)
+    assert not await inbox.process("evt-1", effect)
+
+    async def failing(conn: Any) -> None:
+        raise ValueError("handler bug")
+
+    with pytest.raises(ValueError):
+        await inbox.process("evt-2", failing)
+    assert await inbox.process("evt-2", effect)  # not recorded after the failure
+    assert effects == [1, 1]
