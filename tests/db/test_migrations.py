@@ -88,5 +88,5 @@ async def test_concurrent_starters_apply_once(
 
 def test_package_folders_and_missing_folders(tmp_path: Path) -> None:
     assert [m.name for m in load_migrations("tracseq_kit.events:sql")][:1] == ["001_outbox.sql"]
-    with pytest.raises(ConfigurationError, match="no .sql migrations"):
+    with pytest.raises(ConfigurationError, match=r"no \.sql migrations"):
         load_migrations(tmp_path)

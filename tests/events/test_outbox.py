@@ -47,14 +47,14 @@ async def write(pool: Any, outbox: Outbox, topic: str, events: list[CloudEvent[A
             await outbox.add(conn, topic, e)
 
 
-async def consume(bootstrap: str, topic: str, n: int, timeout: float = 30) -> list[Any]:
+async def consume(bootstrap: str, topic: str, n: int) -> list[Any]:
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
     )
     await consumer.start()
     got: list[Any] = []
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(30):
             while len(got) < n:
                 for records in (await consumer.getmany(timeout_ms=300)).values():
                     got.extend(records)
