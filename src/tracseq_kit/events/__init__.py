@@ -6,21 +6,30 @@
   structured content mode;
 - :class:`EventPublisher`: idempotent, bounded, pipelined publishing on aiokafka;
 - :class:`Outbox` / :class:`OutboxRelay`: the transactional outbox on PostgreSQL, and
-  :class:`Inbox` for consumer-side dedupe; :func:`migrate` creates their tables.
+  :class:`Inbox` for consumer-side dedupe; :func:`migrate` creates their tables;
+- :class:`EventConsumer`: consumer groups, at-least-once, retry topics, dead letters;
+- :class:`InMemoryBroker`: the test double for handlers, no Kafka needed.
 """
 
 from tracseq_kit.events._binding import ContentMode, KafkaMessage, from_kafka, to_kafka
 from tracseq_kit.events._cloudevent import CloudEvent, EventRegistry
+from tracseq_kit.events._consumer import DLT_HEADERS, Delivery, EventConsumer
+from tracseq_kit.events._memory import InMemoryBroker, MemoryRecord
 from tracseq_kit.events._outbox import Inbox, Outbox, OutboxRelay, migrate
 from tracseq_kit.events._publisher import EventPublisher, PublishGuard
 
 __all__ = [
+    "DLT_HEADERS",
     "CloudEvent",
     "ContentMode",
+    "Delivery",
+    "EventConsumer",
     "EventPublisher",
     "EventRegistry",
+    "InMemoryBroker",
     "Inbox",
     "KafkaMessage",
+    "MemoryRecord",
     "Outbox",
     "OutboxRelay",
     "PublishGuard",

@@ -1,0 +1,337 @@
+"""EventConsumer: consumer groups, at-least-once, retry topics and a dead-letter topic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import context as otel_context
+
+from tracseq_kit._exceptions import (
+    ConfigurationError,
+    EventEncodingError,
+    MissingDependencyError,
+    UnknownEventTypeError,
+)
+from tracseq_kit.events._binding import KafkaMessage, from_kafka
+from tracseq_kit.events._cloudevent import CloudEvent, EventRegistry
+from tracseq_kit.events._memory import InMemoryBroker
+from tracseq_kit.events._outbox import Inbox
+from tracseq_kit.telemetry._propagation import extract_kafka_context
+
+__all__ = ["DLT_HEADERS", "Delivery", "EventConsumer"]
+
+logger = logging.getLogger("tracseq_kit.events")
+
+ATTEMPT = "tracseq-attempt"
+NOT_BEFORE = "tracseq-not-before"
+ORIGINAL_TOPIC = "tracseq-original-topic"
+ORIGINAL_PARTITION = "tracseq-original-partition"
+ORIGINAL_OFFSET = "tracseq-original-offset"
+ERROR = "tracseq-error"
+DLT_HEADERS = (ORIGINAL_TOPIC, ORIGINAL_PARTITION, ORIGINAL_OFFSET, ERROR, ATTEMPT)
+"""Headers a dead-lettered message carries: where it came from, why, after how many."""
+_OURS = frozenset((*DLT_HEADERS, NOT_BEFORE))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where an event came from: topic, partition, offset, and which attempt this is
+    (1 for the first). ``conn`` is the inbox transaction's connection, when an
+    :class:`Inbox` is configured: do the handler's database effects on it."""
+
+    topic: str
+    partition: int
+    offset: int
+    attempt: int
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+    conn: Any = None
+
+
+Handler = Callable[[CloudEvent[Any], Delivery], Awaitable[object]]
+
+
+class EventConsumer:
+    """Consumes CloudEvents in a consumer group and calls ``handler`` for each.
+
+    At least once: offsets are committed only after the handler succeeded or the
+    message was handed to a retry or dead-letter topic (and Kafka acknowledged that).
+    Partitions are handled concurrently, each one sequentially in offset order.
+
+    A failing handler (or one exceeding ``handler_timeout``) does not block its
+    partition: the message goes to ``<topic>.retry.<n>`` with a not-before time
+    ``retry_delays[n-1]`` seconds ahead; the consumer reads those topics too and pauses
+    such a partition until the message is due. After the last retry, or at once for a
+    message that is not a valid CloudEvent, it goes to ``<topic>.dlt`` with the
+    headers in :data:`DLT_HEADERS`. With ``inbox`` the handler runs inside a
+    transaction that records the event id, so a redelivered event has no second effect.
+
+    Connect to Kafka with ``bootstrap_servers`` (aiokafka options pass through
+    ``consumer_options``) or use ``broker=InMemoryBroker()`` in tests. :meth:`run`
+    until :meth:`stop`: it stops fetching, lets in-flight handlers finish within
+    ``shutdown_timeout``, commits, and leaves the group.
+    """
+
+    def __init__(
+        self,
+        *,
+        topics: Sequence[str],
+        group_id: str,
+        handler: Handler,
+        bootstrap_servers: str | None = None,
+        broker: InMemoryBroker | None = None,
+        registry: EventRegistry | None = None,
+        retry_delays: Sequence[float] = (1.0, 10.0),
+        inbox: Inbox | None = None,
+        handler_timeout: float = 30.0,
+        shutdown_timeout: float = 10.0,
+        poll_timeout: float = 0.5,
+        **consumer_options: Any,
+    ) -> None:
+        if (bootstrap_servers is None) == (broker is None):
+            raise ConfigurationError("pass exactly one of bootstrap_servers= or broker=")
+        if not topics:
+            raise ConfigurationError("an event consumer needs at least one topic")
+        if any(d < 0 for d in retry_delays):
+            raise ConfigurationError("retry delays must be >= 0")
+        self.topics = list(topics)
+        self.group_id = group_id
+        self._handler = handler
+        self._registry = registry
+        self._delays = list(retry_delays)
+        self._inbox = inbox
+        self._handler_timeout = handler_timeout
+        self._shutdown_timeout = shutdown_timeout
+        self._poll_ms = int(poll_timeout * 1000)
+        subscribed = [
+            *self.topics,
+            *(f"{t}.retry.{n}" for t in self.topics for n in range(1, len(self._delays) + 1)),
+        ]
+        if broker is not None:
+            self._consumer: Any = broker.consumer(subscribed, group_id)
+            self._producer: Any = broker.producer()
+        else:
+            try:
+                from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+            except ImportError as exc:
+                raise MissingDependencyError(
+                    "aiokafka", extra="kafka", purpose="EventConsumer"
+                ) from exc
+            options: dict[str, Any] = {"auto_offset_reset": "earliest"}
+            options.update(consumer_options)
+            options["enable_auto_commit"] = False
+            self._consumer = AIOKafkaConsumer(
+                *subscribed, bootstrap_servers=bootstrap_servers, group_id=group_id, **options
+            )
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True
+            )
+        self._stopping = False
+        self._resume_at: dict[Any, float] = {}
+        self.handled = 0
+        self.retried = 0
+        self.dead_lettered = 0
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish (stop fetching, drain, commit, leave)."""
+        self._stopping = True
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; raises if Kafka cannot be reached at start."""
+        await asyncio.wait_for(self._producer.start(), 30)
+        try:
+            await asyncio.wait_for(self._consumer.start(), 30)
+        except BaseException:
+            await self._producer.stop()
+            raise
+        try:
+            while not self._stopping:
+                self._resume_due()
+                batch = await self._consumer.getmany(timeout_ms=self._poll_ms)
+                if not batch:
+                    continue
+                tasks = [
+                    asyncio.create_task(self._partition(tp, records))
+                    for tp, records in batch.items()
+                ]
+                done, pending = await self._drain(tasks)
+                for task in pending:
+                    task.cancel()  # past the shutdown bound: uncommitted, redelivered later
+                offsets = {}
+                for task in done:
+                    if not task.cancelled() and task.exception() is None:
+                        tp, next_offset = task.result()
+                        if next_offset is not None:
+                            offsets[tp] = next_offset
+                if offsets:
+                    await asyncio.wait_for(self._consumer.commit(offsets), 30)
+        finally:
+            await self._consumer.stop()
+            await self._producer.stop()
+
+    async def _drain(
+        self, tasks: list[asyncio.Task[Any]]
+    ) -> tuple[set[asyncio.Task[Any]], set[asyncio.Task[Any]]]:
+        """Wait for the batch; once stop() is called, for at most ``shutdown_timeout``."""
+        pending: set[asyncio.Task[Any]] = set(tasks)
+        while pending and not self._stopping:
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=self._shutdown_timeout)
+        return {t for t in tasks if t not in pending}, pending
+
+    def _resume_due(self) -> None:
+        now = time.time()
+        due = [tp for tp, at in self._resume_at.items() if at <= now]
+        for tp in due:
+            del self._resume_at[tp]
+        if due:
+            self._consumer.resume(*due)
+
+    async def _partition(self, tp: Any, records: Sequence[Any]) -> tuple[Any, int | None]:
+        """Handle one partition's records in order; returns the offset to commit."""
+        next_offset: int | None = None
+        for record in records:
+            headers = [(k, bytes(v)) for k, v in (record.headers or ())]
+            hdr = dict(headers)
+            not_before = _int(hdr.get(NOT_BEFORE))
+            if not_before is not None and not_before > time.time() * 1000:
+                # Not due yet: leave it (and what follows) for later, without blocking
+                # other partitions.
+                self._consumer.pause(tp)
+                self._consumer.seek(tp, record.offset)
+                self._resume_at[tp] = not_before / 1000
+                break
+            await self._one(record, headers, hdr)
+            next_offset = record.offset + 1
+        return tp, next_offset
+
+    async def _one(
+        self, record: Any, headers: list[tuple[str, bytes]], hdr: dict[str, bytes]
+    ) -> None:
+        attempt = (_int(hdr.get(ATTEMPT)) or 0) + 1
+        origin = hdr.get(ORIGINAL_TOPIC, b"").decode() or record.topic
+        message = KafkaMessage(record.key, record.value, headers)
+        try:
+            event = from_kafka(message, self._registry, allow_unknown=self._registry is None)
+        except (EventEncodingError, UnknownEventTypeError) as exc:
+            await self._dead_letter(record, headers, origin, attempt, exc)
+            return
+        delivery = Delivery(record.topic, record.partition, record.offset, attempt, headers)
+        token = otel_context.attach(extract_kafka_context(headers))
+        try:
+            await asyncio.wait_for(self._handle(event, delivery), self._handler_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if attempt <= len(self._delays):
+                await self._retry(record, headers, origin, attempt, exc)
+            else:
+                await self._dead_letter(record, headers, origin, attempt, exc)
+            return
+        finally:
+            otel_context.detach(token)
+        self.handled += 1
+
+    async def _handle(self, event: CloudEvent[Any], delivery: Delivery) -> None:
+        if self._inbox is None:
+            await self._handler(event, delivery)
+            return
+
+        async def effect(conn: Any) -> None:
+            await self._handler(
+                event,
+                Delivery(
+                    delivery.topic,
+                    delivery.partition,
+                    delivery.offset,
+                    delivery.attempt,
+                    delivery.headers,
+                    conn,
+                ),
+            )
+
+        await self._inbox.process(event.id, effect)
+
+    def _forward_headers(
+        self,
+        record: Any,
+        headers: list[tuple[str, bytes]],
+        origin: str,
+        attempt: int,
+        exc: BaseException,
+    ) -> list[tuple[str, bytes]]:
+        kept = [(k, v) for k, v in headers if k not in _OURS]
+        hdr = dict(headers)
+        return [
+            *kept,
+            (ORIGINAL_TOPIC, origin.encode()),
+            (ORIGINAL_PARTITION, hdr.get(ORIGINAL_PARTITION, str(record.partition).encode())),
+            (ORIGINAL_OFFSET, hdr.get(ORIGINAL_OFFSET, str(record.offset).encode())),
+            (ERROR, f"{type(exc).__name__}: {exc}"[:1000].encode()),
+            (ATTEMPT, str(attempt).encode()),
+        ]
+
+    async def _retry(
+        self,
+        record: Any,
+        headers: list[tuple[str, bytes]],
+        origin: str,
+        attempt: int,
+        exc: BaseException,
+    ) -> None:
+        out = self._forward_headers(record, headers, origin, attempt, exc)
+        due = int((time.time() + self._delays[attempt - 1]) * 1000)
+        out.append((NOT_BEFORE, str(due).encode()))
+        topic = f"{origin}.retry.{attempt}"
+        await asyncio.wait_for(
+            self._producer.send_and_wait(topic, record.value, key=record.key, headers=out), 30
+        )
+        self.retried += 1
+        logger.warning(
+            "event at %s[%s]@%s failed (attempt %s), retrying via %s: %r",
+            record.topic,
+            record.partition,
+            record.offset,
+            attempt,
+            topic,
+            exc,
+        )
+
+    async def _dead_letter(
+        self,
+        record: Any,
+        headers: list[tuple[str, bytes]],
+        origin: str,
+        attempt: int,
+        exc: BaseException,
+    ) -> None:
+        out = self._forward_headers(record, headers, origin, attempt, exc)
+        await asyncio.wait_for(
+            self._producer.send_and_wait(
+                f"{origin}.dlt", record.value, key=record.key, headers=out
+            ),
+            30,
+        )
+        self.dead_lettered += 1
+        logger.error(
+            "event at %s[%s]@%s dead-lettered after %s attempts: %r",
+            record.topic,
+            record.partition,
+            record.offset,
+            attempt,
+            exc,
+        )
+
+
+def _int(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None

@@ -1,0 +1,308 @@
+"""One contract for EventConsumer, run on the InMemoryBroker and on a real
+Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from tracseq_kit.events import (
+    DLT_HEADERS,
+    CloudEvent,
+    Delivery,
+    EventConsumer,
+    EventPublisher,
+    Inbox,
+    InMemoryBroker,
+    migrate,
+)
+from tracseq_kit.testing import PostgresSchema
+
+pytestmark = pytest.mark.anyio
+
+
+class Backend:
+    """Publishing, consuming and reading raw topics on one kind of broker."""
+
+    def __init__(self, kind: str, bootstrap: str | None) -> None:
+        self.kind = kind
+        self.bootstrap = bootstrap
+        self.broker = InMemoryBroker() if kind == "memory" else None
+        self.publisher: EventPublisher | None = None
+
+    async def publish(self, topic: str, event: CloudEvent[Any]) -> None:
+        if self.broker is not None:
+            await self.broker.publish(topic, event)
+        else:
+            assert self.publisher is not None
+            await self.publisher.publish(topic, event)
+
+    async def publish_raw(self, topic: str, value: bytes) -> None:
+        if self.broker is not None:
+            self.broker._append(topic, b"k", value, [])
+            return
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, value, key=b"k")
+        finally:
+            await producer.stop()
+
+    def consumer(self, topics: list[str], handler: Any, **options: Any) -> EventConsumer:
+        group = f"g-{uuid.uuid4().hex[:8]}"
+        if self.broker is not None:
+            return EventConsumer(
+                topics=topics,
+                group_id=group,
+                handler=handler,
+                broker=self.broker,
+                poll_timeout=0.05,
+                **options,
+            )
+        return EventConsumer(
+            topics=topics,
+            group_id=group,
+            handler=handler,
+            bootstrap_servers=self.bootstrap,
+            poll_timeout=0.1,
+            **options,
+        )
+
+    async def read(self, topic: str, n: int) -> list[Any]:
+        if self.broker is not None:
+            for _ in range(200):
+                if len(self.broker.messages(topic)) >= n:
+                    break
+                await asyncio.sleep(0.02)
+            return self.broker.messages(topic)
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        await consumer.start()
+        got: list[Any] = []
+        try:
+            async with asyncio.timeout(30):
+                while len(got) < n:
+                    for records in (await consumer.getmany(timeout_ms=300)).values():
+                        got.extend(records)
+        finally:
+            await consumer.stop()
+        return got
+
+
+@pytest.fixture(params=["memory", "kafka"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if request.param == "memory":
+        yield Backend("memory", None)
+        return
+    bootstrap = request.getfixturevalue("kafka_bootstrap")
+    b = Backend("kafka", bootstrap)
+    async with EventPublisher(bootstrap) as publisher:
+        b.publisher = publisher
+        yield b
+
+
+def event(key: str, n: int) -> CloudEvent[Any]:
+    return CloudEvent[Any](source="/tests", type="tracseq.test", subject=key, data={"n": n})
+
+
+async def run_until(consumer: EventConsumer, done: Callable[[], bool]) -> None:
+    runner = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(40):
+            while not done():
+                if runner.done():
+                    runner.result()
+                await asyncio.sleep(0.02)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(runner, 20)
+
+
+async def test_every_event_once_in_order_per_key(backend: Backend, kafka_topic: Any) -> None:
+    topic = kafka_topic("orders")
+    seen: list[tuple[str, int]] = []
+
+    async def handler(e: CloudEvent[Any], d: Delivery) -> None:
+        seen.append((e.subject or "", e.data["n"]))
+
+    for i in range(30):
+        await backend.publish(topic, event(f"k{i % 3}", i))
+    consumer = backend.consumer([topic], handler)
+    await run_until(consumer, lambda: len(seen) >= 30)
+    assert sorted(n for _, n in seen) == list(range(30))
+    for k in range(3):
+        assert [n for key, n in seen if key == f"k{k}"] == list(range(k, 30, 3))
+
+
+async def test_failures_go_through_retry_topics_then_succeed(
+    backend: Backend, kafka_topic: Any
+) -> None:
+    topic = kafka_topic("flaky")
+    attempts: list[int] = []
+
+    async def handler(e: CloudEvent[Any], d: Delivery) -> None:
+        attempts.append(d.attempt)
+        if d.attempt < 3:
+            raise RuntimeError("transient")
+
+    await backend.publish(topic, event("k", 1))
+    consumer = backend.consumer([topic], handler, retry_delays=(0.05, 0.05))
+    await run_until(consumer, lambda: consumer.handled == 1)
+    assert attempts == [1, 2, 3]
+    assert consumer.retried == 2 and consumer.dead_lettered == 0
+
+
+async def test_poison_message_ends_in_the_dead_letter_topic(
+    backend: Backend, kafka_topic: Any
+) -> None:
+    topic = kafka_topic("poison")
+
+    async def handler(e: CloudEvent[Any], d: Delivery) -> None:
+        raise ValueError("cannot handle sample s-1")
+
+    await backend.publish(topic, event("k", 1))
+    consumer = backend.consumer([topic], handler, retry_delays=(0.05,))
+    await run_until(consumer, lambda: consumer.dead_lettered == 1)
+    (dead,) = await backend.read(f"{topic}.dlt", 1)
+    headers = {k: bytes(v).decode() for k, v in dead.headers}
+    assert set(DLT_HEADERS) <= set(headers)
+    assert headers["tracseq-original-topic"] == topic
+    assert headers["tracseq-original-offset"] == "0"
+    assert headers["tracseq-attempt"] == "2"
+    assert "cannot handle sample s-1" in headers["tracseq-error"]
+
+
+async def test_an_invalid_message_is_dead_lettered_at_once(
+    backend: Backend, kafka_topic: Any
+) -> None:
+    topic = kafka_topic("garbage")
+    called = False
+
+    async def handler(e: CloudEvent[Any], d: Delivery) -> None:
+        nonlocal called
+        called = True
+
+    await backend.publish_raw(topic, b"\x00not a cloud event")
+    consumer = backend.consumer([topic], handler)
+    await run_until(consumer, lambda: consumer.dead_lettered == 1)
+    assert not called
+    (dead,) = await backend.read(f"{topic}.dlt", 1)
+    assert dict(dead.headers)["tracseq-attempt"] == b"1"
+
+
+async def test_a_waiting_retry_does_not_block_other_events(
+    backend: Backend, kafka_topic: Any
+) -> None:
+    topic = kafka_topic("busy")
+    handled: list[int] = []
+
+    async def handler(e: CloudEvent[Any], d: Delivery) -> None:
+        if e.data["n"] == 0 and d.attempt == 1:
+            raise RuntimeError("retry me later")
+        handled.append(e.data["n"])
+
+    await backend.publish(topic, event("slow-key", 0))
+    for i in range(1, 6):
+        await backend.publish(topic, event(f"k{i}", i))
+    consumer = backend.consumer([topic], handler, retry_delays=(2.0,))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await run_until(consumer, lambda: len(handled) >= 5)
+    assert sorted(handled) == [1, 2, 3, 4, 5]
+    assert loop.time() - start < 20
+    assert 0 not in handled  # still waiting for its retry
+
+
+async def test_inbox_gives_redelivered_events_one_effect(
+    backend: Backend, kafka_topic: Any, postgres_schema: PostgresSchema
+) -> None:
+    pool = await asyncpg.create_pool(postgres_schema.dsn, min_size=1, max_size=4)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+            await conn.execute("CREATE TABLE IF NOT EXISTS effects (event_id text)")
+            await conn.execute("TRUNCATE effects")
+        topic = kafka_topic("dupes")
+
+        async def handler(e: CloudEvent[Any], d: Delivery) -> None:
+            await d.conn.execute("INSERT INTO effects VALUES ($1)", e.id)
+
+        e = event("k", 1)
+        for _ in range(3):  # the same event delivered three times
+            await backend.publish(topic, e)
+        consumer = backend.consumer(
+            [topic], handler, inbox=Inbox(pool, consumer=f"inbox-{uuid.uuid4().hex[:6]}")
+        )
+        await run_until(consumer, lambda: consumer.handled == 3)
+        assert await pool.fetchval("SELECT count(*) FROM effects") == 1
+    finally:
+        await pool.close()
+
+
+async def test_shutdown_lets_the_in_flight_handler_finish_and_commits(
+    backend: Backend, kafka_topic: Any
+) -> None:
+    topic = kafka_topic("drain")
+    started = asyncio.Event()
+    finished: list[int] = []
+
+    async def handler(e: CloudEvent[Any], d: Delivery) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+        finished.append(e.data["n"])
+
+    await backend.publish(topic, event("k", 1))
+    consumer = backend.consumer([topic], handler, shutdown_timeout=5)
+    runner = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(started.wait(), 30)
+    consumer.stop()
+    await asyncio.wait_for(runner, 20)
+    assert finished == [1]
+    if backend.broker is not None:
+        tp_offsets = [backend.broker.committed(consumer.group_id, topic, p) for p in range(3)]
+        assert 1 in tp_offsets
+
+
+async def test_shutdown_is_bounded_for_a_hanging_handler(kafka_topic: Any) -> None:
+    broker = InMemoryBroker()
+    topic = kafka_topic("hang")
+    started = asyncio.Event()
+
+    async def handler(e: CloudEvent[Any], d: Delivery) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    await broker.publish(topic, event("k", 1))
+    consumer = EventConsumer(
+        topics=[topic],
+        group_id="g",
+        handler=handler,
+        broker=broker,
+        shutdown_timeout=0.2,
+        poll_timeout=0.05,
+    )
+    runner = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(started.wait(), 5)
+    consumer.stop()
+    await asyncio.wait_for(runner, 5)
+    # Not committed: the event will be delivered again.
+    assert all(broker.committed("g", topic, p) is None for p in range(3))
+
+
+def test_configuration_errors() -> None:
+    from tracseq_kit import ConfigurationError
+
+    async def handler(e: CloudEvent[Any], d: Delivery) -> None:
+        pass
+
+    with pytest.raises(ConfigurationError):
+        EventConsumer(topics=["t"], group_id="g", handler=handler)
+    with pytest.raises(ConfigurationError):
+        EventConsumer(topics=[], group_id="g", handler=handler, broker=InMemoryBroker())
