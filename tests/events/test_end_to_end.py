@@ -91,7 +91,7 @@ async def test_duplicates_after_a_relay_crash_have_one_effect_each(
         consumer_task = asyncio.create_task(consumer.run())
         try:
             async with asyncio.timeout(60):
-                while consumer.handled < n + 20:
+                while consumer.handled < n + 20:  # noqa: ASYNC110 - polls another task
                     await asyncio.sleep(0.05)
         finally:
             consumer.stop()
