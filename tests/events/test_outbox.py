@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -227,3 +228,13 @@ async def test_purge_and_inbox_dedupe(pool: Any, kafka_bootstrap: str, kafka_top
         await inbox.process("evt-2", failing)
     assert await inbox.process("evt-2", effect)  # not recorded after the failure
     assert effects == [1, 1]
+
+
+async def test_add_many_keeps_the_given_order_in_one_statement(pool: Any) -> None:
+    outbox = Outbox()
+    events = [event("same-key", i) for i in range(25)]
+    async with pool.acquire() as conn, conn.transaction():
+        ids = await outbox.add_many(conn, "t", events)
+    assert ids == sorted(ids) and len(ids) == 25
+    rows = await pool.fetch("SELECT value FROM tracseq_outbox WHERE key = 'same-key' ORDER BY id")
+    assert [json.loads(r["value"])["n"] for r in rows] == list(range(25))

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from tracseq_kit._exceptions import EventEncodingError
 from tracseq_kit.events._cloudevent import CloudEvent, EventRegistry
 
@@ -50,10 +52,18 @@ def to_kafka(event: CloudEvent[Any], *, mode: ContentMode = "binary") -> KafkaMe
             doc["data"] = event.data_json()
         body = json.dumps(doc, separators=(",", ":")).encode()
         return KafkaMessage(key, body, [("content-type", f"{STRUCTURED}; charset=utf-8".encode())])
-    headers: Headers = []
-    for name, attr in _attributes(event).items():
-        if name != "datacontenttype":
-            headers.append((f"ce_{name}", str(attr).encode()))
+    headers: Headers = [
+        ("ce_id", event.id.encode()),
+        ("ce_source", event.source.encode()),
+        ("ce_specversion", b"1.0"),
+        ("ce_type", event.type.encode()),
+    ]
+    if event.subject is not None:
+        headers.append(("ce_subject", event.subject.encode()))
+    if event.time is not None:
+        headers.append(("ce_time", _rfc3339(event.time).encode()))
+    if event.dataschema is not None:
+        headers.append(("ce_dataschema", event.dataschema.encode()))
     for name, ext in event.extensions.items():
         text = ("true" if ext else "false") if isinstance(ext, bool) else str(ext)
         headers.append((f"ce_{name}", text.encode()))
@@ -64,6 +74,8 @@ def to_kafka(event: CloudEvent[Any], *, mode: ContentMode = "binary") -> KafkaMe
         data = event.data
         if isinstance(data, bytes):
             value = data
+        elif isinstance(data, BaseModel):
+            value = data.model_dump_json().encode()  # pydantic-core's encoder: fast
         else:
             value = json.dumps(event.data_json(), separators=(",", ":")).encode()
     return KafkaMessage(key, value, headers)
@@ -125,9 +137,13 @@ def _attributes(event: CloudEvent[Any]) -> dict[str, Any]:
         if value is None:
             continue
         if isinstance(value, datetime):
-            value = value.isoformat().replace("+00:00", "Z")
+            value = _rfc3339(value)
         out[name] = value
     return out
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def headers_of(pairs: Sequence[tuple[str, bytes]] | None) -> Headers:

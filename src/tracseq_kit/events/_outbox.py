@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from importlib.resources import files
 from typing import Any
@@ -65,20 +65,37 @@ class Outbox:
         self, conn: Any, topic: str, event: CloudEvent[Any], *, key: str | None = None
     ) -> int:
         """Insert ``event`` for ``topic``; returns its outbox id."""
-        message = to_kafka(event, mode=self._mode)
-        key_text = key if key is not None else (message.key.decode() if message.key else None)
-        trace = {k: v.decode("latin-1") for k, v in kafka_trace_headers()}
-        row_id: int = await conn.fetchval(
+        (row_id,) = await self.add_many(conn, topic, [event], key=key)
+        return row_id
+
+    async def add_many(
+        self, conn: Any, topic: str, events: Sequence[CloudEvent[Any]], *, key: str | None = None
+    ) -> list[int]:
+        """Insert several events in one statement (one round trip); returns their ids,
+        in order. Order per key is the order given."""
+        trace = json.dumps({k: v.decode("latin-1") for k, v in kafka_trace_headers()})
+        keys: list[str | None] = []
+        values: list[bytes | None] = []
+        headers: list[str] = []
+        for event in events:
+            message = to_kafka(event, mode=self._mode)
+            keys.append(key if key is not None else (message.key.decode() if message.key else None))
+            values.append(message.value)
+            headers.append(json.dumps([[k, v.decode("latin-1")] for k, v in message.headers]))
+        rows = await conn.fetch(
             """INSERT INTO tracseq_outbox (topic, key, value, headers, trace_context)
-               VALUES ($1, $2, $3, $4::jsonb, $5::jsonb) RETURNING id""",
+               SELECT $1, k, v, h::jsonb, $5::jsonb
+               FROM unnest($2::text[], $3::bytea[], $4::text[]) WITH ORDINALITY AS t(k, v, h, n)
+               ORDER BY n
+               RETURNING id""",
             topic,
-            key_text,
-            message.value,
-            json.dumps([[k, v.decode("latin-1")] for k, v in message.headers]),
-            json.dumps(trace),
+            keys,
+            values,
+            headers,
+            trace,
         )
         await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
-        return row_id
+        return sorted(r["id"] for r in rows)
 
 
 class OutboxRelay:
@@ -147,18 +164,23 @@ class OutboxRelay:
                     sent.append((row, exc))
                 else:
                     sent.append((row, future))
+            futures = [o for _, o in sent if isinstance(o, asyncio.Future)]
+            if futures:  # one bounded wait for the whole round, not a timer per row
+                await asyncio.wait(futures, timeout=self._publish_timeout)
             done: list[int] = []
             failed: dict[int, str] = {}
             blocked: set[str] = set()  # keys with a failed row: later rows wait
             for row, outcome in sent:
-                error: BaseException | None = (
-                    outcome if isinstance(outcome, BaseException) else None
-                )
-                if error is None:
-                    try:
-                        await asyncio.wait_for(outcome, self._publish_timeout)  # type: ignore[arg-type]
-                    except Exception as exc:
-                        error = exc
+                error: BaseException | None = None
+                if isinstance(outcome, BaseException):
+                    error = outcome
+                elif not outcome.done():
+                    outcome.cancel()
+                    error = TimeoutError(f"no acknowledgement within {self._publish_timeout}s")
+                elif outcome.cancelled():
+                    error = asyncio.CancelledError()
+                else:
+                    error = outcome.exception()
                 key = row["key"]
                 if error is None and (key is None or key not in blocked):
                     done.append(row["id"])

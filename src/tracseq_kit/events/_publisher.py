@@ -43,10 +43,11 @@ class EventPublisher:
     ``AIOKafkaProducer`` option passes through ``producer_options`` unchanged.
     Every await is bounded: ``start`` by ``start_timeout``, each publish by ``timeout``
     (a dead broker raises :class:`~tracseq_kit.PublishTimeoutError`, never hangs).
-    :meth:`send` enqueues without waiting for the acknowledgement, so concurrent
-    publishes are pipelined; :meth:`publish` waits for it; :meth:`publish_many` sends a
-    batch and waits for all. The current trace context travels in the headers. With a
-    ``breaker`` an open circuit fails fast with :class:`~tracseq_kit.CircuitOpenError`.
+    :meth:`publish` waits for one acknowledgement; :meth:`publish_many` enqueues a
+    batch and then waits for all of them, so the sends are pipelined (as are
+    :meth:`publish` calls from concurrent tasks). The current
+    trace context travels in the headers. With a ``breaker`` an open circuit fails fast
+    with :class:`~tracseq_kit.CircuitOpenError`.
     Kafka errors are raised as :class:`~tracseq_kit.PublishError`.
     """
 
@@ -66,7 +67,13 @@ class EventPublisher:
             raise MissingDependencyError(
                 "aiokafka", extra="kafka", purpose="EventPublisher"
             ) from exc
-        options: dict[str, Any] = {"acks": "all", "enable_idempotence": True}
+        # request_timeout_ms also bounds how long send() may wait for buffer space, so
+        # enqueueing needs no timer of its own on the hot path.
+        options: dict[str, Any] = {
+            "acks": "all",
+            "enable_idempotence": True,
+            "request_timeout_ms": int(timeout * 1000),
+        }
         options.update(producer_options)
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, **options)
         self._mode = mode
@@ -74,6 +81,8 @@ class EventPublisher:
         self._start_timeout = start_timeout
         self._breaker = breaker
         self._pending: set[asyncio.Task[None]] = set()
+        self._ok_by_topic: dict[str, Any] = {}
+        self._failed_by_topic: dict[str, Any] = {}
         self._published = counter(
             "tracseq_events_published", "Events acknowledged by Kafka", labelnames=["topic"]
         )
@@ -121,62 +130,80 @@ class EventPublisher:
     ) -> None:
         await self.stop()
 
-    async def send(
-        self, topic: str, event: CloudEvent[Any], *, key: str | None = None
-    ) -> asyncio.Future[Any]:
-        """Enqueue ``event`` and return a future of its acknowledgement (RecordMetadata).
-
-        The future fails with PublishError/PublishTimeoutError; awaiting it is bounded.
-        """
-        return await self.send_message(topic, to_kafka(event, mode=self._mode), key=key)
-
     async def send_message(
         self, topic: str, message: KafkaMessage, *, key: str | None = None
     ) -> asyncio.Future[Any]:
-        """Like :meth:`send` for an already encoded message (used by the outbox relay)."""
-        permit = await self._breaker.admit() if self._breaker is not None else None
-        headers = [*message.headers, *kafka_trace_headers()]
-        key_bytes = key.encode() if key is not None else message.key
-        loop = asyncio.get_running_loop()
-        result: asyncio.Future[Any] = loop.create_future()
+        """Enqueue an encoded message; return aiokafka's future of its acknowledgement.
+
+        The low-level path the outbox relay uses: awaiting the returned future raises
+        aiokafka's own errors. :meth:`publish` and :meth:`publish_many` wait for it
+        with the timeout and raise the kit's errors instead. Enqueueing waits only when
+        the producer's buffer is full, bounded by ``request_timeout_ms``.
+        """
+        permit = None
+        if self._breaker is not None:
+            permit = await self._breaker.admit()
+        trace = kafka_trace_headers()
+        headers = message.headers + trace if trace else message.headers
         try:
-            ack = await asyncio.wait_for(
-                self._producer.send(topic, message.value, key=key_bytes, headers=headers),
-                self._timeout,
+            ack: asyncio.Future[Any] = await self._producer.send(
+                topic,
+                message.value,
+                key=key.encode() if key is not None else message.key,
+                headers=headers,
             )
         except BaseException as exc:
-            await self._finish(topic, permit, ok=False)
+            self._count(topic, failed=1)
+            if self._breaker is not None:
+                await self._breaker.record(permit, ok=False)
             raise self._map(exc) from exc
-
-        async def settle() -> None:
-            try:
-                metadata = await asyncio.wait_for(ack, self._timeout)
-            except BaseException as exc:
-                await self._finish(topic, permit, ok=False)
-                if not result.done():
-                    result.set_exception(self._map(exc))
-                return
-            await self._finish(topic, permit, ok=True)
-            if not result.done():
-                result.set_result(metadata)
-
-        self._pending.add(loop.create_task(settle()))
-        self._pending = {t for t in self._pending if not t.done()}
-        return result
+        if self._breaker is not None:
+            # Only with a breaker: each outcome must reach it (a callback, not a task).
+            ack.add_done_callback(lambda done: self._record(permit, done))
+        return ack
 
     async def publish(self, topic: str, event: CloudEvent[Any], *, key: str | None = None) -> Any:
         """Send ``event`` and wait for Kafka's acknowledgement; returns RecordMetadata."""
-        return await (await self.send(topic, event, key=key))
+        ack = await self.send_message(topic, to_kafka(event, mode=self._mode), key=key)
+        return (await self._acknowledged(topic, [ack]))[0]
 
     async def publish_many(self, topic: str, events: Iterable[CloudEvent[Any]]) -> list[Any]:
         """Send every event (pipelined) and wait for all acknowledgements, in order."""
-        futures = [await self.send(topic, e) for e in events]
-        return list(await asyncio.gather(*futures))
+        mode = self._mode
+        acks = [await self.send_message(topic, to_kafka(e, mode=mode)) for e in events]
+        return await self._acknowledged(topic, acks)
 
-    async def _finish(self, topic: str, permit: Any, *, ok: bool) -> None:
-        (self._published if ok else self._failed).labels(topic).inc()
-        if self._breaker is not None:
-            await self._breaker.record(permit, ok=ok)
+    async def _acknowledged(self, topic: str, acks: list[asyncio.Future[Any]]) -> list[Any]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                results = list(await asyncio.gather(*acks))
+        except TimeoutError as exc:
+            self._count(topic, failed=sum(1 for a in acks if not a.done() or a.exception()))
+            raise PublishTimeoutError(f"Kafka did not acknowledge within {self._timeout}s") from exc
+        except Exception as exc:
+            self._count(topic, failed=sum(1 for a in acks if a.done() and a.exception()))
+            raise self._map(exc) from exc
+        self._count(topic, published=len(results))
+        return results
+
+    def _record(self, permit: Any, done: asyncio.Future[Any]) -> None:
+        ok = not done.cancelled() and done.exception() is None
+        assert self._breaker is not None
+        task = asyncio.get_running_loop().create_task(self._breaker.record(permit, ok=ok))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _count(self, topic: str, *, published: int = 0, failed: int = 0) -> None:
+        if published:
+            child = self._ok_by_topic.get(topic)
+            if child is None:
+                child = self._ok_by_topic[topic] = self._published.labels(topic)
+            child.inc(published)
+        if failed:
+            child = self._failed_by_topic.get(topic)
+            if child is None:
+                child = self._failed_by_topic[topic] = self._failed.labels(topic)
+            child.inc(failed)
 
     @staticmethod
     def _map(exc: BaseException) -> BaseException:

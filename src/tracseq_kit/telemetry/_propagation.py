@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
-from opentelemetry import propagate
 from opentelemetry.propagators.textmap import Getter
 
 __all__ = ["extract_kafka_context", "kafka_trace_headers"]
@@ -16,6 +16,8 @@ def kafka_trace_headers() -> list[tuple[str, bytes]]:
 
     Empty outside a span. Uses the configured propagators (W3C by default).
     """
+    if not trace.get_current_span().get_span_context().is_valid and not baggage.get_all():
+        return []  # the common case on hot paths: nothing to propagate
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return [(k, v.encode()) for k, v in carrier.items()]
