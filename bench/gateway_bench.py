@@ -4,7 +4,8 @@ One nginx worker answers ``hello world`` (the upstream). wrk (one thread, 32
 connections by default) then drives, one after the other: the upstream directly;
 nginx proxying it (reference); a naive FastAPI catch-all proxy on one shared httpx
 client; a lean aiohttp proxy; the kit's gateway (routing, request ids, forwarding
-headers, metrics on) on uvicorn and on granian. Each proxy is one process.
+headers, metrics, the pool's circuit breaker and in-memory rate limiting on) on uvicorn
+and on granian. Each proxy is one process.
 
     python bench/gateway_bench.py [--seconds 3] [--connections 32]
 

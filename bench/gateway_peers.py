@@ -74,13 +74,20 @@ health_path = "/"
 prefix = "/"
 upstream = "upstream"
 rate_limit = "default"
+
+# Rate limiting on, in memory, with a quota wrk cannot exhaust: the decision is made
+# (and its headers sent) on every request, nothing is rejected.
+[rate_limits.policies.default]
+limit = 1000000000
+period = 60
 """
     )
     return path
 
 
 def kit_gateway(port: int, upstream: int) -> None:
-    """The kit's gateway on uvicorn (uvloop + httptools), routing and request ids on."""
+    """The kit's gateway on uvicorn (uvloop + httptools): routing, request ids, the
+    pool's circuit breaker and rate limiting (memory) on."""
     from tracseq_kit.gateway._cli import main
 
     main(["--config", str(kit_config(upstream)), "--port", str(port)])

@@ -17,14 +17,15 @@ _CONFIG_ENV = "TRACSEQ_GATEWAY_CONFIG"
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, load the config (exit 2 with the error on a bad file), serve.
 
-    ``--server uvicorn`` (default; uvloop + httptools) or ``--server granian`` (needs
-    the ``granian`` package; measured ~10% more throughput, higher p99).
+    ``--server granian`` (default: measured 27% more throughput than uvicorn with lower
+    p99 in the same run, see docs/benchmarks.md; SIGHUP reloads the configuration) or
+    ``--server uvicorn`` (uvloop + httptools).
     """
     parser = argparse.ArgumentParser(prog="python -m tracseq_kit.gateway")
     parser.add_argument("--config", required=True, help="TOML or YAML gateway config")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
+    parser.add_argument("--server", choices=["uvicorn", "granian"], default="granian")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper())

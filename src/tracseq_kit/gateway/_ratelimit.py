@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tracseq_kit.gateway._hooks import RateLimitVerdict
 from tracseq_kit.ratelimit import (
+    Decision,
     MemoryStore,
     PolicyConfig,
     RateLimiter,
@@ -14,6 +16,10 @@ from tracseq_kit.ratelimit import (
 )
 
 __all__ = ["LimiterHook"]
+
+
+def _full_quota(policy: Any) -> Decision:
+    return Decision(True, policy.capacity, 0.0, 0.0, policy.name, policy.capacity, policy.period)
 
 
 class LimiterHook:
@@ -35,13 +41,22 @@ class LimiterHook:
             )
             for name, cfg in policies.items()
         }
+        # The RateLimit-Policy field never changes for a policy: encode it once.
+        self._policy_fields = {
+            name: ratelimit_headers(_full_quota(lim.policies[0]), lim.policies)[0]
+            for name, lim in self.limiters.items()
+        }
 
     async def check(self, *, policy: str, key: str) -> RateLimitVerdict:
         """Consume one unit of ``policy`` for ``key``; headers per the IETF draft."""
         limiter = self.limiters[policy]
         d = await limiter.acquire(key)
+        reset = math.ceil(d.reset_after - 1e-9) if d.reset_after > 0 else 0
         return RateLimitVerdict(
-            allowed=d.allowed,
-            headers=ratelimit_headers(d, limiter.policies)[:2],
-            retry_after=d.retry_after,
+            d.allowed,
+            (
+                self._policy_fields[policy],
+                (b"ratelimit", b'"%s";r=%d;t=%d' % (d.policy.encode(), d.remaining, reset)),
+            ),
+            d.retry_after,
         )

@@ -24,7 +24,7 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
 
 from tracseq_kit._exceptions import CircuitOpenError, ConfigurationError
 from tracseq_kit.resilience._clock import Clock, default_clock
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["BreakerState", "BreakerStats", "CircuitBreaker", "Permit", "StateTransition"]
 
 logger = logging.getLogger("tracseq_kit.resilience")
+
+_new_tuple = tuple.__new__
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -89,8 +91,7 @@ class BreakerStats:
     transitions: int
 
 
-@dataclass(frozen=True, slots=True)
-class Permit:
+class Permit(NamedTuple):
     """Proof that a call was admitted, for :meth:`CircuitBreaker.record`.
 
     It remembers the generation the call was admitted in (so late results are
@@ -394,7 +395,8 @@ class CircuitBreaker:
         count (the client went away, the error was the caller's).
         """
         gen = self._generation if self._fast else await self._admit()
-        return Permit(gen, self._clock() if self._timed else 0.0)
+        # tuple.__new__ skips the NamedTuple's Python-level __new__ (per proxied request)
+        return _new_tuple(Permit, (gen, self._clock() if self._timed else 0.0))
 
     async def record(self, permit: Permit, *, ok: bool) -> None:
         """Count the outcome of a call admitted by :meth:`admit`."""
