@@ -10,7 +10,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
+from events_support import read_topic
 
 from tracseq_kit.events import (
     DLT_HEADERS,
@@ -81,19 +82,8 @@ class Backend:
                     break
                 await asyncio.sleep(0.02)
             return self.broker.messages(topic)
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", group_id=None
-        )
-        await consumer.start()
-        got: list[Any] = []
-        try:
-            async with asyncio.timeout(30):
-                while len(got) < n:
-                    for records in (await consumer.getmany(timeout_ms=300)).values():
-                        got.extend(records)
-        finally:
-            await consumer.stop()
-        return got
+        assert self.bootstrap is not None
+        return await read_topic(self.bootstrap, topic, n)
 
 
 @pytest.fixture(params=["memory", "kafka"])

@@ -9,8 +9,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
+from events_support import migrated_pool
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -23,7 +23,6 @@ from tracseq_kit.events import (
     KafkaMessage,
     Outbox,
     OutboxRelay,
-    migrate,
 )
 from tracseq_kit.testing import PostgresSchema
 
@@ -32,14 +31,11 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def pool(postgres_schema: PostgresSchema) -> AsyncIterator[Any]:
-    p = await asyncpg.create_pool(postgres_schema.dsn, min_size=1, max_size=8)
-    async with p.acquire() as conn:
-        await migrate(conn)
-        await conn.execute("TRUNCATE tracseq_outbox, tracseq_inbox")
-        await conn.execute("CREATE TABLE IF NOT EXISTS e2e_effects (event_id text, trace text)")
-        await conn.execute("TRUNCATE e2e_effects")
-    yield p
-    await p.close()
+    async with migrated_pool(postgres_schema.dsn) as p:
+        async with p.acquire() as conn:
+            await conn.execute("CREATE TABLE IF NOT EXISTS e2e_effects (event_id text, trace text)")
+            await conn.execute("TRUNCATE e2e_effects")
+        yield p
 
 
 async def test_duplicates_after_a_relay_crash_have_one_effect_each(

@@ -8,9 +8,9 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
+from events_support import migrated_pool, read_topic
 from opentelemetry.sdk.trace import TracerProvider
 
 from tracseq_kit.events import (
@@ -30,12 +30,8 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def pool(postgres_schema: PostgresSchema) -> AsyncIterator[Any]:
-    p = await asyncpg.create_pool(postgres_schema.dsn, min_size=1, max_size=6)
-    async with p.acquire() as conn:
-        await migrate(conn)
-        await conn.execute("TRUNCATE tracseq_outbox, tracseq_inbox")
-    yield p
-    await p.close()
+    async with migrated_pool(postgres_schema.dsn) as p:
+        yield p
 
 
 def event(key: str, n: int) -> CloudEvent[Any]:
@@ -49,22 +45,8 @@ async def write(pool: Any, outbox: Outbox, topic: str, events: list[CloudEvent[A
 
 
 async def consume(bootstrap: str, topic: str, n: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    got: list[Any] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(got) < n:
-                for records in (await consumer.getmany(timeout_ms=300)).values():
-                    got.extend(records)
-        extra = await consumer.getmany(timeout_ms=500)  # nothing more should arrive
-        for records in extra.values():
-            got.extend(records)
-    finally:
-        await consumer.stop()
-    return [from_kafka(KafkaMessage(r.key, r.value, list(r.headers))) for r in got]
+    records = await read_topic(bootstrap, topic, n, settle_ms=500)  # nothing more may come
+    return [from_kafka(KafkaMessage(r.key, r.value, list(r.headers))) for r in records]
 
 
 async def pending(pool: Any) -> int:

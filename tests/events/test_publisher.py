@@ -7,7 +7,7 @@ import socket
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from events_support import read_topic
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel
@@ -33,20 +33,7 @@ def event(i: int) -> CloudEvent[SampleReceived]:
 
 
 async def consume(bootstrap: str, topic: str, n: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    got: list[Any] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(got) < n:
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    got.extend(records)
-    finally:
-        await consumer.stop()
-    return got
+    return await read_topic(bootstrap, topic, n)
 
 
 async def test_publish_many_pipelines_and_round_trips(

@@ -284,23 +284,17 @@ class EventConsumer:
         attempt: int,
         exc: BaseException,
     ) -> None:
-        out = self._forward_headers(record, headers, origin, attempt, exc)
         due = int((time.time() + self._delays[attempt - 1]) * 1000)
-        out.append((NOT_BEFORE, str(due).encode()))
-        topic = f"{origin}.retry.{attempt}"
-        await asyncio.wait_for(
-            self._producer.send_and_wait(topic, record.value, key=record.key, headers=out), 30
+        await self._forward(
+            f"{origin}.retry.{attempt}",
+            record,
+            headers,
+            origin,
+            attempt,
+            exc,
+            (NOT_BEFORE, str(due).encode()),
         )
         self.retried += 1
-        logger.warning(
-            "event at %s[%s]@%s failed (attempt %s), retrying via %s: %r",
-            record.topic,
-            record.partition,
-            record.offset,
-            attempt,
-            topic,
-            exc,
-        )
 
     async def _dead_letter(
         self,
@@ -310,20 +304,31 @@ class EventConsumer:
         attempt: int,
         exc: BaseException,
     ) -> None:
-        out = self._forward_headers(record, headers, origin, attempt, exc)
-        await asyncio.wait_for(
-            self._producer.send_and_wait(
-                f"{origin}.dlt", record.value, key=record.key, headers=out
-            ),
-            30,
-        )
+        await self._forward(f"{origin}.dlt", record, headers, origin, attempt, exc)
         self.dead_lettered += 1
-        logger.error(
-            "event at %s[%s]@%s dead-lettered after %s attempts: %r",
+
+    async def _forward(
+        self,
+        topic: str,
+        record: Any,
+        headers: list[tuple[str, bytes]],
+        origin: str,
+        attempt: int,
+        exc: BaseException,
+        *extra: tuple[str, bytes],
+    ) -> None:
+        """Hand the message to a retry or dead-letter topic and wait for the ack."""
+        out = [*self._forward_headers(record, headers, origin, attempt, exc), *extra]
+        await asyncio.wait_for(
+            self._producer.send_and_wait(topic, record.value, key=record.key, headers=out), 30
+        )
+        logger.warning(
+            "event at %s[%s]@%s failed (attempt %s) and went to %s: %r",
             record.topic,
             record.partition,
             record.offset,
             attempt,
+            topic,
             exc,
         )
 
