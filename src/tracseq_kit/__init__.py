@@ -26,6 +26,8 @@ from tracseq_kit._exceptions import (
     RateLimitExceededError,
     ResilienceError,
     RetryBudgetExhaustedError,
+    SheetError,
+    SheetTooLargeError,
     TracSeqError,
     UnknownEventTypeError,
 )
@@ -47,6 +49,8 @@ __all__ = [
     "RateLimitExceededError",
     "ResilienceError",
     "RetryBudgetExhaustedError",
+    "SheetError",
+    "SheetTooLargeError",
     "TracSeqError",
     "UnknownEventTypeError",
     "__version__",

@@ -19,6 +19,8 @@ retry machinery reads: ``True`` means the same call may succeed if tried again l
     │   ├── DeadlineExceededError     the call's deadline passed (also a TimeoutError)
     │   └── RetryBudgetExhaustedError retries were refused to prevent a retry storm
     ├── RateLimitExceededError        a limiter rejected the request; ``retry_after``
+    ├── SheetError                    a sample sheet cannot be read (empty, encoding, …)
+    │   └── SheetTooLargeError        a sheet exceeds the size or row limit
     └── EventError
         ├── EventEncodingError        an event could not be encoded or decoded
         ├── UnknownEventTypeError     no payload model is registered for an event type
@@ -44,6 +46,8 @@ __all__ = [
     "RateLimitExceededError",
     "ResilienceError",
     "RetryBudgetExhaustedError",
+    "SheetError",
+    "SheetTooLargeError",
     "TracSeqError",
     "UnknownEventTypeError",
 ]
@@ -144,6 +148,18 @@ class RateLimitExceededError(TracSeqError):
         self.policy = policy
         self.retry_after = max(0.0, retry_after)
         super().__init__(f"rate limit {policy!r} exceeded; retry in {self.retry_after:.3f}s")
+
+
+class SheetError(TracSeqError, ValueError):
+    """A sample sheet cannot be read at all: empty, not UTF-8, not a spreadsheet.
+
+    Problems with individual cells are not errors: they are reported, all of them, in a
+    :class:`~tracseq_kit.schemas.SubmissionReport`. Services answer 422.
+    """
+
+
+class SheetTooLargeError(SheetError):
+    """A sample sheet exceeds the byte or row limit. Services answer 413."""
 
 
 class EventError(TracSeqError):
