@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any
 
@@ -42,8 +43,7 @@ async def test_publish_many_pipelines_and_round_trips(
     topic = kafka_topic("samples")
     async with EventPublisher(kafka_bootstrap) as publisher:
         sent = [event(i) for i in range(50)]
-        metadata = await publisher.publish_many(topic, sent)
-        assert len(metadata) == 50
+        assert await publisher.publish_many(topic, sent) == 50
     records = await consume(kafka_bootstrap, topic, 50)
     registry = EventRegistry()
     registry.register("tracseq.sample.received", SampleReceived)
@@ -88,3 +88,31 @@ async def test_open_breaker_fails_fast(kafka_bootstrap: str, kafka_topic: Any) -
     async with EventPublisher(kafka_bootstrap, breaker=breaker) as publisher:
         with pytest.raises(CircuitOpenError):
             await publisher.publish(kafka_topic("x"), event(1))
+
+
+async def test_publish_many_splits_full_batches_and_keeps_partitions_consistent(
+    kafka_bootstrap: str, kafka_topic: Any
+) -> None:
+    topic = kafka_topic("batches")
+    big = CloudEvent[SampleReceived](
+        source="/tests",
+        type="tracseq.sample.received",
+        subject="s-0",
+        data=SampleReceived(sample_id="x" * 3000),  # larger than a whole batch
+    )
+    sent = [event(i) for i in range(40)]
+    async with EventPublisher(kafka_bootstrap, max_batch_size=1024) as publisher:
+        await publisher.publish(topic, sent[0])  # single send first: same partition rule
+        assert await publisher.publish_many(topic, [*sent[1:20], big, *sent[20:]]) == 40
+    records = await consume(kafka_bootstrap, topic, 41)
+    assert len(records) == 41
+    by_key: dict[bytes, set[int]] = {}
+    for r in records:
+        by_key.setdefault(r.key, set()).add(r.partition)
+    assert all(len(parts) == 1 for parts in by_key.values())  # one partition per key
+    in_order = [
+        json.loads(r.value)["sample_id"]
+        for r in sorted(records, key=lambda r: r.offset)
+        if r.key == b"s-1"
+    ]
+    assert in_order == [f"s-{i}" for i in range(1, 40, 3)]

@@ -43,11 +43,10 @@ class EventPublisher:
     ``AIOKafkaProducer`` option passes through ``producer_options`` unchanged.
     Every await is bounded: ``start`` by ``start_timeout``, each publish by ``timeout``
     (a dead broker raises :class:`~tracseq_kit.PublishTimeoutError`, never hangs).
-    :meth:`publish` waits for one acknowledgement; :meth:`publish_many` enqueues a
-    batch and then waits for all of them, so the sends are pipelined (as are
-    :meth:`publish` calls from concurrent tasks). The current
-    trace context travels in the headers. With a ``breaker`` an open circuit fails fast
-    with :class:`~tracseq_kit.CircuitOpenError`.
+    :meth:`publish` waits for one acknowledgement (concurrent calls are pipelined);
+    :meth:`publish_many` builds per-partition record batches and waits for all of them.
+    The current trace context travels in the headers. With a ``breaker`` an open circuit
+    fails fast with :class:`~tracseq_kit.CircuitOpenError`.
     Kafka errors are raised as :class:`~tracseq_kit.PublishError`.
     """
 
@@ -76,6 +75,11 @@ class EventPublisher:
         }
         options.update(producer_options)
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, **options)
+        from aiokafka.partitioner import DefaultPartitioner
+
+        # publish_many places records itself, so it must choose partitions exactly as the
+        # producer would for a single send.
+        self._partitioner = options.get("partitioner") or DefaultPartitioner()
         self._mode = mode
         self._timeout = timeout
         self._start_timeout = start_timeout
@@ -167,11 +171,76 @@ class EventPublisher:
         ack = await self.send_message(topic, to_kafka(event, mode=self._mode), key=key)
         return (await self._acknowledged(topic, [ack]))[0]
 
-    async def publish_many(self, topic: str, events: Iterable[CloudEvent[Any]]) -> list[Any]:
-        """Send every event (pipelined) and wait for all acknowledgements, in order."""
+    async def publish_many(self, topic: str, events: Iterable[CloudEvent[Any]]) -> int:
+        """Publish a batch and wait until Kafka acknowledged all of it; returns the count.
+
+        Events are grouped per partition (chosen by key with the producer's partitioner,
+        as :meth:`publish` would) into aiokafka record batches, so a large batch costs
+        no per-message futures; order per key is kept. One permit of the breaker covers
+        the call. Raises like :meth:`publish`.
+        """
+        permit = await self._breaker.admit() if self._breaker is not None else None
+        ok = False
+        try:
+            count = await self._publish_batches(topic, events)
+            ok = True
+            return count
+        finally:
+            if self._breaker is not None:
+                await self._breaker.record(permit, ok=ok)
+
+    async def _publish_batches(self, topic: str, events: Iterable[CloudEvent[Any]]) -> int:
+        producer = self._producer
+        trace = kafka_trace_headers()
         mode = self._mode
-        acks = [await self.send_message(topic, to_kafka(e, mode=mode)) for e in events]
-        return await self._acknowledged(topic, acks)
+        try:
+            async with asyncio.timeout(self._timeout):
+                partitions = sorted(await producer.partitions_for(topic))
+                builders: dict[int, Any] = {}
+                acks: list[asyncio.Future[Any]] = []
+                count = 0
+                for event in events:
+                    m = to_kafka(event, mode=mode)
+                    headers = m.headers + trace if trace else m.headers
+                    partition = self._partitioner(m.key, partitions, partitions)
+                    batch = builders.get(partition)
+                    if batch is None:
+                        batch = builders[partition] = producer.create_batch()
+                    if (
+                        batch.append(key=m.key, value=m.value, headers=headers, timestamp=None)
+                        is None
+                    ):
+                        if batch.record_count():
+                            acks.append(
+                                await producer.send_batch(batch, topic, partition=partition)
+                            )
+                        batch = builders[partition] = producer.create_batch()
+                        if (
+                            batch.append(key=m.key, value=m.value, headers=headers, timestamp=None)
+                            is None
+                        ):  # bigger than a batch: aiokafka's own path sizes it
+                            acks.append(
+                                await producer.send(
+                                    topic,
+                                    m.value,
+                                    key=m.key,
+                                    headers=headers,
+                                    partition=partition,
+                                )
+                            )
+                    count += 1
+                for partition, batch in builders.items():
+                    if batch.record_count():
+                        acks.append(await producer.send_batch(batch, topic, partition=partition))
+                await asyncio.gather(*acks)
+        except TimeoutError as exc:
+            self._count(topic, failed=1)
+            raise PublishTimeoutError(f"Kafka did not acknowledge within {self._timeout}s") from exc
+        except Exception as exc:
+            self._count(topic, failed=1)
+            raise self._map(exc) from exc
+        self._count(topic, published=count)
+        return count
 
     async def _acknowledged(self, topic: str, acks: list[asyncio.Future[Any]]) -> list[Any]:
         try:
