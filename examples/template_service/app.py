@@ -1,0 +1,388 @@
+"""The TracSeq template service: sample-sheet templates, versions and sheet validation.
+
+    TRACSEQ_TEMPLATE_POSTGRES_DSN=postgresql://... python -m examples.template_service.app
+
+Every state change writes its CloudEvent through the outbox in the same transaction;
+with ``TRACSEQ_TEMPLATE_KAFKA_BOOTSTRAP`` set, the outbox relay publishes them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from tracseq_kit import SheetError, SheetTooLargeError
+from tracseq_kit.db import apply_migrations
+from tracseq_kit.events import CloudEvent, EventPublisher, Outbox, OutboxRelay, migrate
+from tracseq_kit.schemas import (
+    CrossFieldRule,
+    FieldDefinition,
+    SubmissionReport,
+    Template,
+    TemplateCategory,
+    TemplateCreate,
+    TemplateStatus,
+)
+from tracseq_kit.service import create_service, postgres_pool
+from tracseq_kit.settings import ServiceSettings
+from tracseq_kit.sheets import read_sheet, validate_sheet
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+TOPIC = "tracseq.templates"
+SOURCE = "/template-service"
+
+
+class TemplateServiceSettings(ServiceSettings, env_prefix="TRACSEQ_TEMPLATE_"):
+    """``TRACSEQ_TEMPLATE_*`` variables."""
+
+    service_name: str = "template_service"
+    port: int = 8083
+    postgres_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
+    kafka_bootstrap: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_sheet_rows: int = 50_000
+
+
+class TemplateUpdate(BaseModel):
+    """Body of ``PATCH /api/templates/{id}``: only the given fields change (drafts only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = None
+    category: TemplateCategory | None = None
+    tags: list[str] | None = None
+    fields: list[FieldDefinition] | None = None
+    cross_field_rules: list[CrossFieldRule] | None = None
+
+
+class TemplatePage(BaseModel):
+    """One page of templates; pass ``next_cursor`` back as ``cursor`` for the next."""
+
+    items: list[Template]
+    next_cursor: str | None = None
+
+
+def _pool(request: Request) -> Any:
+    return request.app.state.resources["postgres"]
+
+
+# Module level: FastAPI resolves these annotations by name.
+Pool = Annotated[Any, Depends(_pool)]
+Actor = Annotated[str | None, Header(alias="x-tracseq-identity-subject")]
+"""Who acts: the subject the gateway authenticated and forwarded."""
+
+
+def _row(r: Any) -> Template:
+    return Template(
+        id=r["id"],
+        name=r["name"],
+        description=r["description"],
+        category=r["category"],
+        tags=list(r["tags"]),
+        status=r["status"],
+        version=r["version"],
+        fields=json.loads(r["fields"]),
+        cross_field_rules=json.loads(r["cross_field_rules"]),
+        created_by=r["created_by"],
+        created_at=r["created_at"],
+        updated_by=r["updated_by"],
+        updated_at=r["updated_at"],
+    )
+
+
+def _event(kind: str, template: Template, **extra: Any) -> CloudEvent[Any]:
+    return CloudEvent[Any](
+        source=SOURCE,
+        type=f"tracseq.template.{kind}",
+        subject=template.id,
+        data={
+            "template_id": template.id,
+            "name": template.name,
+            "status": template.status,
+            "version": template.version,
+            **extra,
+        },
+    )
+
+
+def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
+    """The template service as an ASGI app (resources open in its lifespan)."""
+    settings = settings or TemplateServiceSettings()
+    outbox = Outbox()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = app.state.resources["postgres"]
+        async with pool.acquire() as conn:
+            await apply_migrations(conn, MIGRATIONS, namespace="template_service")
+            await migrate(conn)
+        if settings.kafka_bootstrap is None:
+            yield
+            return
+        import asyncio
+
+        async with EventPublisher(settings.kafka_bootstrap) as publisher:
+            relay = OutboxRelay(pool, publisher)
+            task = asyncio.create_task(relay.run())
+            try:
+                yield
+            finally:
+                relay.stop()
+                await asyncio.wait_for(task, 10)
+
+    app = create_service(
+        settings,
+        resources=[postgres_pool(settings.postgres_dsn, min_size=1, max_size=10)],
+        lifespan=lifespan,
+        title="TracSeq template service",
+    )
+
+    async def load(conn: Any, template_id: str, *, lock: bool = False) -> Template:
+        r = await conn.fetchrow(
+            "SELECT * FROM templates WHERE id = $1" + (" FOR UPDATE" if lock else ""), template_id
+        )
+        if r is None:
+            raise HTTPException(404, f"template {template_id!r} not found")
+        return _row(r)
+
+    @app.post("/api/templates", status_code=201, response_model=Template)
+    async def create_template(body: TemplateCreate, db: Pool, actor: Actor = None) -> Template:
+        async with db.acquire() as conn, conn.transaction():
+            r = await conn.fetchrow(
+                """INSERT INTO templates (id, name, description, category, tags, fields,
+                       cross_field_rules, created_by, updated_by)
+                   VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $8) RETURNING *""",
+                f"tpl-{uuid.uuid4().hex[:12]}",
+                body.name,
+                body.description,
+                body.category,
+                body.tags,
+                json.dumps([f.model_dump(mode="json") for f in body.fields]),
+                json.dumps([c.model_dump(mode="json") for c in body.cross_field_rules]),
+                actor,
+            )
+            template = _row(r)
+            await outbox.add(conn, TOPIC, _event("created", template))
+        return template
+
+    @app.get("/api/templates", response_model=TemplatePage)
+    async def list_templates(
+        db: Pool,
+        status: TemplateStatus | None = None,
+        category: TemplateCategory | None = None,
+        tag: str | None = None,
+        q: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        cursor: str | None = None,
+    ) -> TemplatePage:
+        where, args = [], []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if status:
+            where.append(f"status = {arg(status.value)}")
+        if category:
+            where.append(f"category = {arg(category.value)}")
+        if tag:
+            where.append(f"{arg(tag)} = ANY(tags)")
+        if q:
+            pattern = arg(
+                "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            )
+            where.append(f"(name ILIKE {pattern} OR description ILIKE {pattern})")
+        if cursor:
+            try:
+                created_text, last_id = json.loads(bytes.fromhex(cursor))
+                created_at = datetime.fromisoformat(created_text)
+            except (ValueError, TypeError):
+                raise HTTPException(400, "invalid cursor") from None
+            where.append(f"(created_at, id) < ({arg(created_at)}, {arg(str(last_id))})")
+        sql = "SELECT * FROM templates"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY created_at DESC, id DESC LIMIT {arg(limit + 1)}"
+        rows = await db.fetch(sql, *args)
+        items = [_row(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = json.dumps([last["created_at"].isoformat(), last["id"]]).encode().hex()
+        return TemplatePage(items=items, next_cursor=next_cursor)
+
+    @app.get("/api/templates/{template_id}", response_model=Template)
+    async def get_template(template_id: str, db: Pool) -> Template:
+        async with db.acquire() as conn:
+            return await load(conn, template_id)
+
+    @app.patch("/api/templates/{template_id}", response_model=Template)
+    async def update_template(
+        template_id: str, body: TemplateUpdate, db: Pool, actor: Actor = None
+    ) -> Template:
+        changes = body.model_dump(exclude_unset=True, mode="json")
+        async with db.acquire() as conn, conn.transaction():
+            current = await load(conn, template_id, lock=True)
+            if current.status != TemplateStatus.DRAFT:
+                raise HTTPException(
+                    409,
+                    f"template is {current.status}; only drafts change "
+                    "(clone it or publish a new version)",
+                )
+            merged = current.model_dump(mode="json") | changes
+            check = TemplateCreate.model_validate(
+                {k: merged[k] for k in TemplateCreate.model_fields}
+            )
+            r = await conn.fetchrow(
+                """UPDATE templates SET name=$2, description=$3, category=$4, tags=$5,
+                       fields=$6::jsonb, cross_field_rules=$7::jsonb, updated_by=$8,
+                       updated_at=now() WHERE id=$1 RETURNING *""",
+                template_id,
+                check.name,
+                check.description,
+                check.category,
+                check.tags,
+                json.dumps([f.model_dump(mode="json") for f in check.fields]),
+                json.dumps([c.model_dump(mode="json") for c in check.cross_field_rules]),
+                actor,
+            )
+            template = _row(r)
+            await outbox.add(conn, TOPIC, _event("updated", template, changed=sorted(changes)))
+        return template
+
+    @app.post("/api/templates/{template_id}/publish", response_model=Template)
+    async def publish_template(template_id: str, db: Pool, actor: Actor = None) -> Template:
+        async with db.acquire() as conn, conn.transaction():
+            current = await load(conn, template_id, lock=True)
+            if current.status in (TemplateStatus.ARCHIVED, TemplateStatus.DEPRECATED):
+                raise HTTPException(409, f"template is {current.status}")
+            if not current.fields:
+                raise HTTPException(422, "a template needs at least one field to be published")
+            version = current.version + 1
+            r = await conn.fetchrow(
+                """UPDATE templates SET status='published', version=$2, updated_by=$3,
+                       updated_at=now() WHERE id=$1 RETURNING *""",
+                template_id,
+                version,
+                actor,
+            )
+            template = _row(r)
+            await conn.execute(
+                """INSERT INTO template_versions (template_id, version, snapshot, published_by)
+                   VALUES ($1, $2, $3::jsonb, $4)""",
+                template_id,
+                version,
+                template.model_dump_json(),
+                actor,
+            )
+            await outbox.add(conn, TOPIC, _event("published", template))
+        return template
+
+    @app.post("/api/templates/{template_id}/archive", response_model=Template)
+    async def archive_template(template_id: str, db: Pool, actor: Actor = None) -> Template:
+        async with db.acquire() as conn, conn.transaction():
+            await load(conn, template_id, lock=True)
+            r = await conn.fetchrow(
+                """UPDATE templates SET status='archived', updated_by=$2, updated_at=now()
+                   WHERE id=$1 RETURNING *""",
+                template_id,
+                actor,
+            )
+            template = _row(r)
+            await outbox.add(conn, TOPIC, _event("archived", template))
+        return template
+
+    @app.post("/api/templates/{template_id}/clone", status_code=201, response_model=Template)
+    async def clone_template(template_id: str, db: Pool, actor: Actor = None) -> Template:
+        async with db.acquire() as conn:
+            source = await load(conn, template_id)
+        body = TemplateCreate(
+            name=f"{source.name} (copy)",
+            description=source.description,
+            category=source.category,
+            tags=source.tags,
+            fields=source.fields,
+            cross_field_rules=source.cross_field_rules,
+        )
+        return await create_template(body, db, actor)
+
+    @app.get("/api/templates/{template_id}/versions", response_model=list[Template])
+    async def list_versions(template_id: str, db: Pool) -> list[Template]:
+        async with db.acquire() as conn:
+            await load(conn, template_id)
+            rows = await conn.fetch(
+                "SELECT snapshot FROM template_versions WHERE template_id=$1 ORDER BY version",
+                template_id,
+            )
+        return [Template.model_validate_json(r["snapshot"]) for r in rows]
+
+    @app.get("/api/templates/{template_id}/versions/{version}", response_model=Template)
+    async def get_version(template_id: str, version: int, db: Pool) -> Template:
+        snapshot = await db.fetchval(
+            "SELECT snapshot FROM template_versions WHERE template_id=$1 AND version=$2",
+            template_id,
+            version,
+        )
+        if snapshot is None:
+            raise HTTPException(404, f"template {template_id!r} has no version {version}")
+        return Template.model_validate_json(snapshot)
+
+    @app.post("/api/templates/{template_id}/validate", response_model=SubmissionReport)
+    async def validate_submission(
+        template_id: str,
+        request: Request,
+        db: Pool,
+        version: Annotated[int | None, Query(ge=1)] = None,
+        include_rows: bool = True,
+    ) -> SubmissionReport:
+        """Validate a CSV or XLSX sheet sent as the raw request body."""
+        template = (
+            await get_version(template_id, version, db)
+            if version
+            else await get_template(template_id, db)
+        )
+        data = await request.body()
+        try:
+            sheet = read_sheet(
+                data, max_bytes=settings.max_body_bytes, max_rows=settings.max_sheet_rows
+            )
+        except SheetTooLargeError as exc:
+            raise HTTPException(413, str(exc)) from None
+        except SheetError as exc:
+            raise HTTPException(422, str(exc)) from None
+        report = validate_sheet(
+            template.fields,
+            sheet,
+            cross_field_rules=template.cross_field_rules,
+            include_rows=include_rows,
+        )
+        async with db.acquire() as conn, conn.transaction():
+            await outbox.add(
+                conn,
+                TOPIC,
+                _event(
+                    "submission.validated",
+                    template,
+                    rows=report.rows_checked,
+                    problems=len(report.problems) + len(report.header_problems),
+                    valid=report.valid,
+                ),
+            )
+        return report
+
+    return app
+
+
+if __name__ == "__main__":
+    from tracseq_kit.service import run_service
+
+    run_service(create_app())

@@ -1,0 +1,221 @@
+"""The template service against the real PostgreSQL: CRUD, versions, validation, outbox."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from examples.template_service.app import TemplateServiceSettings, create_app
+from openpyxl import Workbook
+from pydantic import SecretStr
+from starlette.testclient import TestClient
+
+from tracseq_kit.testing import PostgresSchema
+
+DNA_TEMPLATE: dict[str, Any] = {
+    "name": "DNA submission",
+    "description": "Sheet for whole-genome sequencing submissions",
+    "category": "submission",
+    "tags": ["wgs", "dna"],
+    "fields": [
+        {
+            "name": "sample_id",
+            "type": "barcode",
+            "barcode_pattern": r"S-\d{4}",
+            "required": True,
+            "rules": {"unique": True},
+        },
+        {"name": "sample_type", "type": "enum", "options": ["DNA", "RNA"], "required": True},
+        {"name": "concentration", "type": "decimal", "unit": "ng/ul", "rules": {"min_value": 0}},
+    ],
+    "cross_field_rules": [
+        {"when_field": "sample_type", "equals": ["DNA"], "then_required": ["concentration"]}
+    ],
+}
+
+
+@pytest.fixture
+def client(postgres_schema: PostgresSchema) -> Iterator[TestClient]:
+    settings = TemplateServiceSettings(
+        postgres_dsn=SecretStr(postgres_schema.dsn), log_format="json"
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        c.headers["x-tracseq-identity-subject"] = "alice"
+        yield c
+
+
+def outbox_types(client: TestClient) -> list[str]:
+    pool = client.app.state.resources["postgres"]  # type: ignore[attr-defined]
+    rows = client.portal.call(  # type: ignore[union-attr]
+        pool.fetch, "SELECT value, headers FROM tracseq_outbox ORDER BY id"
+    )
+    types = []
+    for r in rows:
+        headers = dict(json.loads(r["headers"]))
+        types.append(headers["ce_type"])
+    return types
+
+
+def test_health_keeps_the_lab_shape(client: TestClient) -> None:
+    body = client.get("/health").json()
+    assert body["service"] == "template_service" and body["status"] == "healthy"
+    assert client.get("/readyz").status_code == 200
+    assert "paths" in client.get("/openapi.json").json()
+
+
+def test_template_life_cycle_with_versions_and_events(client: TestClient) -> None:
+    created = client.post("/api/templates", json=DNA_TEMPLATE)
+    assert created.status_code == 201, created.text
+    tpl = created.json()
+    assert tpl["status"] == "draft" and tpl["created_by"] == "alice"
+    tid = tpl["id"]
+    patched = client.patch(f"/api/templates/{tid}", json={"description": "v1 sheet"})
+    assert patched.json()["description"] == "v1 sheet"
+    published = client.post(f"/api/templates/{tid}/publish").json()
+    assert published["status"] == "published" and published["version"] == 1
+    conflict = client.patch(f"/api/templates/{tid}", json={"name": "renamed"})
+    assert conflict.status_code == 409
+    assert conflict.headers["content-type"] == "application/problem+json"
+    client.post(f"/api/templates/{tid}/publish")
+    versions = client.get(f"/api/templates/{tid}/versions").json()
+    assert [v["version"] for v in versions] == [1, 2]
+    assert client.get(f"/api/templates/{tid}/versions/1").json()["description"] == "v1 sheet"
+    assert client.get(f"/api/templates/{tid}/versions/9").status_code == 404
+    clone = client.post(f"/api/templates/{tid}/clone").json()
+    assert clone["status"] == "draft" and clone["name"] == "DNA submission (copy)"
+    assert client.post(f"/api/templates/{tid}/archive").json()["status"] == "archived"
+    assert outbox_types(client) == [
+        "tracseq.template.created",
+        "tracseq.template.updated",
+        "tracseq.template.published",
+        "tracseq.template.published",
+        "tracseq.template.created",
+        "tracseq.template.archived",
+    ]
+
+
+def test_listing_filters_and_cursor_pagination(client: TestClient) -> None:
+    for i in range(7):
+        body = {
+            **DNA_TEMPLATE,
+            "name": f"QC sheet {i}",
+            "category": "qc" if i % 2 else "submission",
+            "tags": ["even"] if i % 2 == 0 else ["odd"],
+        }
+        assert client.post("/api/templates", json=body).status_code == 201
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        page = client.get("/api/templates", params=params).json()
+        seen += [t["name"] for t in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))  # no page repeats an item
+    assert sorted(n for n in seen if n.startswith("QC sheet")) == [
+        f"QC sheet {i}" for i in range(7)
+    ]
+    assert {
+        t["category"]
+        for t in client.get("/api/templates", params={"category": "qc"}).json()["items"]
+    } == {"qc"}
+    odd = client.get("/api/templates", params={"tag": "odd"}).json()["items"]
+    assert sorted(t["name"] for t in odd) == ["QC sheet 1", "QC sheet 3", "QC sheet 5"]
+    assert [
+        t["name"] for t in client.get("/api/templates", params={"q": "sheet 4"}).json()["items"]
+    ] == ["QC sheet 4"]
+    assert client.get("/api/templates", params={"cursor": "zz"}).status_code == 400
+    assert client.get("/api/templates", params={"status": "bogus"}).status_code == 422
+
+
+def test_validation_of_csv_and_xlsx_uploads(client: TestClient) -> None:
+    tid = client.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
+    client.post(f"/api/templates/{tid}/publish")
+    good = b"sample_id,sample_type,concentration\nS-0001,DNA,12.5\nS-0002,RNA,\n"
+    report = client.post(
+        f"/api/templates/{tid}/validate", content=good, headers={"content-type": "text/csv"}
+    ).json()
+    assert report["valid"] and report["rows"][0]["concentration"] == "12.5"
+    bad = b"sample_id,sample_type,concentration\nS-0001,DNA,\nS-0001,Plasma,x\n"
+    report = client.post(f"/api/templates/{tid}/validate", content=bad).json()
+    assert not report["valid"]
+    assert sorted((p["row"], p["rule"]) for p in report["problems"]) == [
+        (1, "cross_field"),
+        (2, "options"),
+        (2, "type"),
+        (2, "unique"),
+    ]
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["sample_id", "sample_type", "concentration"])
+    ws.append(["S-0009", "DNA", 3.5])
+    buf = io.BytesIO()
+    wb.save(buf)
+    xlsx = client.post(f"/api/templates/{tid}/validate?version=1", content=buf.getvalue()).json()
+    assert xlsx["valid"], xlsx
+    empty = client.post(f"/api/templates/{tid}/validate", content=b"")
+    assert empty.status_code == 422 and "empty" in empty.json()["detail"]
+    latin = client.post(
+        f"/api/templates/{tid}/validate", content="sample_id\nS-é".encode("latin-1")
+    )
+    assert latin.status_code == 422 and "UTF-8" in latin.json()["detail"]
+    assert outbox_types(client)[-1] == "tracseq.template.submission.validated"
+
+
+def test_user_mistakes_are_clear_problems(client: TestClient) -> None:
+    assert client.get("/api/templates/nope").status_code == 404
+    typo = client.post("/api/templates", json={**DNA_TEMPLATE, "nmae": "x"})
+    assert typo.status_code == 422 and typo.headers["content-type"] == "application/problem+json"
+    no_options = {**DNA_TEMPLATE, "fields": [{"name": "t", "type": "enum"}]}
+    assert client.post("/api/templates", json=no_options).status_code == 422
+    broken = client.post(
+        "/api/templates", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code in (400, 422)
+    empty = client.post("/api/templates", json={"name": "empty"}).json()
+    assert client.post(f"/api/templates/{empty['id']}/publish").status_code == 422
+
+
+def test_events_reach_kafka_through_the_outbox_relay(
+    postgres_schema: PostgresSchema, kafka_bootstrap: str
+) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    settings = TemplateServiceSettings(
+        postgres_dsn=SecretStr(postgres_schema.dsn), kafka_bootstrap=kafka_bootstrap
+    )
+    with TestClient(create_app(settings)) as c:
+        tid = c.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
+        c.post(f"/api/templates/{tid}/publish")
+
+        async def read() -> list[str]:
+            consumer = AIOKafkaConsumer(
+                "tracseq.templates",
+                bootstrap_servers=kafka_bootstrap,
+                auto_offset_reset="earliest",
+                group_id=None,
+            )
+            await consumer.start()
+            types: list[str] = []
+            try:
+                async with asyncio.timeout(30):
+                    while "tracseq.template.published" not in types:
+                        for records in (await consumer.getmany(timeout_ms=300)).values():
+                            types += [
+                                dict(r.headers)["ce_type"].decode()
+                                for r in records
+                                if r.key == tid.encode()
+                            ]
+            finally:
+                await consumer.stop()
+            return types
+
+        assert c.portal.call(read) == ["tracseq.template.created", "tracseq.template.published"]  # type: ignore[union-attr]
