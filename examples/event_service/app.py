@@ -1,0 +1,305 @@
+"""The TracSeq event service: stores every event once and serves query, publish,
+live tail (SSE) and stats.
+
+    TRACSEQ_EVENTS_POSTGRES_DSN=... TRACSEQ_EVENTS_KAFKA_BOOTSTRAP=... \\
+        python -m examples.event_service.app
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from opentelemetry import trace
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from tracseq_kit.db import apply_migrations
+from tracseq_kit.events import (
+    CloudEvent,
+    Delivery,
+    EventConsumer,
+    EventPublisher,
+    Outbox,
+    OutboxRelay,
+    migrate,
+)
+from tracseq_kit.service import create_service, postgres_pool
+from tracseq_kit.settings import ServiceSettings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+PUBLISH_TOPIC = "tracseq.events"
+
+
+class EventServiceSettings(ServiceSettings, env_prefix="TRACSEQ_EVENTS_"):
+    """``TRACSEQ_EVENTS_*`` variables."""
+
+    service_name: str = "event_service"
+    port: int = 8095
+    postgres_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
+    kafka_bootstrap: str | None = None
+    topics: list[str] = ["tracseq.templates", PUBLISH_TOPIC]
+    group_id: str = "event-service"
+    poll_interval: float = 0.5
+
+
+class StoredEvent(BaseModel):
+    """An event as stored: its CloudEvent attributes plus where and when it arrived."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    seq: int
+    id: str
+    type: str
+    source: str
+    subject: str | None = None
+    time: datetime | None = None
+    trace_id: str | None = None
+    data: Any = None
+    topic: str
+    stored_at: datetime
+
+
+class EventPage(BaseModel):
+    """One page of events, newest first; ``next_cursor`` fetches the next."""
+
+    items: list[StoredEvent]
+    next_cursor: str | None = None
+
+
+class TypeCount(BaseModel):
+    """How many events of one type from one source arrived in the window."""
+
+    type: str
+    source: str
+    count: int
+
+
+def _pool(request: Request) -> Any:
+    return request.app.state.resources["postgres"]
+
+
+Pool = Annotated[Any, Depends(_pool)]
+
+
+def _stored(r: Any) -> StoredEvent:
+    return StoredEvent(
+        seq=r["seq"],
+        id=r["id"],
+        type=r["type"],
+        source=r["source"],
+        subject=r["subject"],
+        time=r["time"],
+        trace_id=r["trace_id"],
+        data=json.loads(r["data"]) if r["data"] is not None else None,
+        topic=r["topic"],
+        stored_at=r["stored_at"],
+    )
+
+
+def _filters(
+    type_: str | None,
+    source: str | None,
+    subject: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    args: list[Any],
+) -> list[str]:
+    """SQL conditions for the shared filters; ``type`` may end in ``.*`` (prefix)."""
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where = []
+    if type_:
+        if type_.endswith(".*"):
+            prefix = type_[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append(f"type LIKE {arg(prefix + '%')}")
+        else:
+            where.append(f"type = {arg(type_)}")
+    if source:
+        where.append(f"source = {arg(source)}")
+    if subject:
+        where.append(f"subject = {arg(subject)}")
+    if since:
+        where.append(f"time >= {arg(since)}")
+    if until:
+        where.append(f"time < {arg(until)}")
+    return where
+
+
+async def store(pool: Any, event: CloudEvent[Any], topic: str) -> bool:
+    """Store ``event`` unless its id is already stored; True if it was new."""
+    span = trace.get_current_span().get_span_context()
+    trace_id = format(span.trace_id, "032x") if span.is_valid else None
+    status = await pool.execute(
+        """INSERT INTO stored_events (id, type, source, subject, time, trace_id, data, topic)
+           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8) ON CONFLICT (id) DO NOTHING""",
+        event.id,
+        event.type,
+        event.source,
+        event.subject,
+        event.time,
+        trace_id,
+        json.dumps(event.data_json()) if event.data is not None else None,
+        topic,
+    )
+    return bool(status.endswith("1"))
+
+
+def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
+    """The event service as an ASGI app (consumer and relay run in its lifespan)."""
+    settings = settings or EventServiceSettings()
+    outbox = Outbox()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = app.state.resources["postgres"]
+        async with pool.acquire() as conn:
+            await apply_migrations(conn, MIGRATIONS, namespace="event_service")
+            await migrate(conn)
+        if settings.kafka_bootstrap is None:
+            yield
+            return
+
+        async def handle(event: CloudEvent[Any], delivery: Delivery) -> None:
+            origin = dict(delivery.headers).get("tracseq-original-topic")
+            await store(pool, event, origin.decode() if origin else delivery.topic)
+
+        consumer = EventConsumer(
+            topics=settings.topics,
+            group_id=settings.group_id,
+            handler=handle,
+            bootstrap_servers=settings.kafka_bootstrap,
+        )
+        async with EventPublisher(settings.kafka_bootstrap) as publisher:
+            relay = OutboxRelay(pool, publisher)
+            tasks = [asyncio.create_task(relay.run()), asyncio.create_task(consumer.run())]
+            app.state.consumer = consumer
+            try:
+                yield
+            finally:
+                relay.stop()
+                consumer.stop()
+                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)
+
+    app = create_service(
+        settings,
+        resources=[postgres_pool(settings.postgres_dsn, min_size=1, max_size=10)],
+        lifespan=lifespan,
+        title="TracSeq event service",
+    )
+
+    @app.get("/api/events", response_model=EventPage)
+    async def query_events(
+        db: Pool,
+        type: Annotated[str | None, Query(max_length=200)] = None,
+        source: str | None = None,
+        subject: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        cursor: Annotated[int | None, Query(ge=0)] = None,
+    ) -> EventPage:
+        args: list[Any] = []
+        where = _filters(type, source, subject, since, until, args)
+        if cursor is not None:
+            args.append(cursor)
+            where.append(f"seq < ${len(args)}")
+        sql = "SELECT * FROM stored_events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        args.append(limit + 1)
+        rows = await db.fetch(sql + f" ORDER BY seq DESC LIMIT ${len(args)}", *args)
+        items = [_stored(r) for r in rows[:limit]]
+        next_cursor = str(items[-1].seq) if len(rows) > limit else None
+        return EventPage(items=items, next_cursor=next_cursor)
+
+    @app.get("/api/events/stats", response_model=list[TypeCount])
+    async def stats(
+        db: Pool, window: Annotated[int, Query(ge=1, le=31 * 86400)] = 3600
+    ) -> list[TypeCount]:
+        rows = await db.fetch(
+            """SELECT type, source, count(*) AS n FROM stored_events
+               WHERE stored_at >= now() - make_interval(secs => $1)
+               GROUP BY type, source ORDER BY n DESC, type""",
+            window,
+        )
+        return [TypeCount(type=r["type"], source=r["source"], count=r["n"]) for r in rows]
+
+    @app.get("/api/events/stream")
+    async def stream(
+        request: Request,
+        db: Pool,
+        type: Annotated[str | None, Query(max_length=200)] = None,
+        source: str | None = None,
+        subject: str | None = None,
+        last_event_id: Annotated[str | None, Header(alias="last-event-id")] = None,
+    ) -> StreamingResponse:
+        """Server-Sent Events: stored events as they arrive; resume with Last-Event-ID."""
+        try:
+            after = int(last_event_id) if last_event_id else None
+        except ValueError:
+            raise HTTPException(400, "Last-Event-ID must be an event sequence number") from None
+        if after is None:
+            after = int(await db.fetchval("SELECT coalesce(max(seq), 0) FROM stored_events"))
+
+        async def events() -> AsyncIterator[bytes]:
+            position = after
+            idle = 0.0
+            while not await request.is_disconnected():
+                args: list[Any] = []
+                where = _filters(type, source, subject, None, None, args)
+                args.append(position)
+                where.append(f"seq > ${len(args)}")
+                rows = await db.fetch(
+                    "SELECT * FROM stored_events WHERE "
+                    + " AND ".join(where)
+                    + " ORDER BY seq LIMIT 500",
+                    *args,
+                )
+                for r in rows:
+                    e = _stored(r)
+                    position = e.seq
+                    yield (
+                        f"id: {e.seq}\nevent: {e.type}\ndata: {e.model_dump_json()}\n\n"
+                    ).encode()
+                if not rows:
+                    await asyncio.sleep(settings.poll_interval)
+                    idle += settings.poll_interval
+                    if idle >= 15:
+                        idle = 0.0
+                        yield b": keep-alive\n\n"
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"cache-control": "no-store"}
+        )
+
+    @app.get("/api/events/{event_id}", response_model=StoredEvent)
+    async def get_event(event_id: str, db: Pool) -> StoredEvent:
+        r = await db.fetchrow("SELECT * FROM stored_events WHERE id = $1", event_id)
+        if r is None:
+            raise HTTPException(404, f"event {event_id!r} not found")
+        return _stored(r)
+
+    @app.post("/api/events", status_code=202)
+    async def publish_event(event: CloudEvent[Any], db: Pool) -> dict[str, str]:
+        """Accept a CloudEvent (JSON body); it goes out through the outbox, never lost."""
+        async with db.acquire() as conn, conn.transaction():
+            await outbox.add(conn, PUBLISH_TOPIC, event)
+        return {"id": event.id, "status": "accepted"}
+
+    return app
+
+
+if __name__ == "__main__":
+    from tracseq_kit.service import run_service
+
+    run_service(create_app())

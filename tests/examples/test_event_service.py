@@ -1,0 +1,149 @@
+"""The event service on the real PostgreSQL and the Kafka-protocol broker, and the
+end-to-end path: template published in the template service → stored by the event
+service → visible through query and the live SSE stream."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from examples.event_service.app import EventServiceSettings
+from examples.event_service.app import create_app as create_event_service
+from examples.template_service.app import TemplateServiceSettings
+from examples.template_service.app import create_app as create_template_service
+from pydantic import SecretStr
+from starlette.testclient import TestClient
+
+from tracseq_kit.testing import PostgresSchema
+
+TEMPLATE = {
+    "name": "RNA submission",
+    "fields": [{"name": "sample_id", "type": "text", "required": True}],
+}
+
+
+@pytest.fixture
+def event_service(postgres_schema: PostgresSchema, kafka_bootstrap: str) -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    settings = EventServiceSettings(
+        postgres_dsn=SecretStr(postgres_schema.dsn),
+        kafka_bootstrap=kafka_bootstrap,
+        group_id=f"events-{port}",
+        poll_interval=0.1,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(create_event_service(settings), port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(30)
+
+
+def wait_for(predicate: Any, seconds: float = 40) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail("condition not met in time")
+
+
+def test_template_events_reach_query_and_the_live_stream(
+    event_service: str, postgres_schema: PostgresSchema, kafka_bootstrap: str
+) -> None:
+    # The live stream, opened before anything happens, from the start of the log.
+    received: list[dict[str, Any]] = []
+
+    def listen() -> None:
+        with httpx.stream(
+            "GET",
+            f"{event_service}/api/events/stream",
+            params={"type": "tracseq.template.*"},
+            headers={"last-event-id": "0"},
+            timeout=60,
+        ) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    received.append(json.loads(line[6:]))
+                    if any(e["type"] == "tracseq.template.published" for e in received):
+                        return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+
+    settings = TemplateServiceSettings(
+        postgres_dsn=SecretStr(postgres_schema.dsn), kafka_bootstrap=kafka_bootstrap
+    )
+    with TestClient(create_template_service(settings)) as templates:
+        tid = templates.post("/api/templates", json=TEMPLATE).json()["id"]
+        assert templates.post(f"/api/templates/{tid}/publish").status_code == 200
+
+        def published() -> list[dict[str, Any]]:
+            page = httpx.get(
+                f"{event_service}/api/events", params={"type": "tracseq.template.*", "subject": tid}
+            ).json()
+            return [e for e in page["items"] if e["type"] == "tracseq.template.published"]
+
+        (stored,) = wait_for(published)
+    assert stored["data"]["template_id"] == tid and stored["topic"] == "tracseq.templates"
+    one = httpx.get(f"{event_service}/api/events/{stored['id']}").json()
+    assert one["seq"] == stored["seq"]
+    listener.join(30)
+    assert [e["type"] for e in received if e["subject"] == tid] == [
+        "tracseq.template.created",
+        "tracseq.template.published",
+    ]
+    stats = httpx.get(f"{event_service}/api/events/stats").json()
+    assert any(s["type"] == "tracseq.template.published" and s["count"] >= 1 for s in stats)
+
+
+def test_publish_over_http_is_stored_once(event_service: str) -> None:
+    event = {
+        "source": "/lab/robot-3",
+        "type": "tracseq.sample.received",
+        "subject": "S-0042",
+        "data": {"rack": "R1"},
+    }
+    accepted = httpx.post(f"{event_service}/api/events", json=event)
+    assert accepted.status_code == 202
+    event_id = accepted.json()["id"]
+    # the same event again (a client retry): still one stored copy
+    assert (
+        httpx.post(f"{event_service}/api/events", json={**event, "id": event_id}).status_code == 202
+    )
+
+    def stored() -> Any:
+        r = httpx.get(f"{event_service}/api/events/{event_id}")
+        return r.json() if r.status_code == 200 else None
+
+    got = wait_for(stored)
+    assert got["data"] == {"rack": "R1"} and got["source"] == "/lab/robot-3"
+    page = httpx.get(f"{event_service}/api/events", params={"subject": "S-0042"}).json()
+    assert len(page["items"]) == 1
+
+
+def test_user_mistakes(event_service: str) -> None:
+    assert httpx.get(f"{event_service}/api/events/nope").status_code == 404
+    bad = httpx.post(f"{event_service}/api/events", json={"type": "x"})
+    assert bad.status_code == 422 and "source" in bad.text
+    assert httpx.get(f"{event_service}/api/events", params={"limit": 0}).status_code == 422
+    r = httpx.get(f"{event_service}/api/events/stream", headers={"last-event-id": "abc"})
+    assert r.status_code == 400
+    assert httpx.get(f"{event_service}/health").json()["service"] == "event_service"
