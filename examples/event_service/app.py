@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from opentelemetry import trace
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from tracseq_kit.db import apply_migrations
 from tracseq_kit.events import (
@@ -71,6 +72,32 @@ class EventPage(BaseModel):
 
     items: list[StoredEvent]
     next_cursor: str | None = None
+
+
+class ReplayRequest(BaseModel):
+    """Body of ``POST /api/events/replay``: which stored events, and where to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    type: str | None = None
+    source: str | None = None
+    subject: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class ReplayJob(BaseModel):
+    """Progress of a replay: ``done`` of ``total`` events re-published so far."""
+
+    id: str
+    target_topic: str
+    status: str
+    total: int
+    done: int
+    error: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
 
 
 class TypeCount(BaseModel):
@@ -281,6 +308,84 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
         return StreamingResponse(
             events(), media_type="text/event-stream", headers={"cache-control": "no-store"}
         )
+
+    jobs: set[asyncio.Task[None]] = set()
+
+    async def run_replay(pool: Any, job_id: str, body: ReplayRequest) -> None:
+        args: list[Any] = []
+        where = _filters(body.type, body.source, body.subject, body.since, body.until, args)
+        condition = (" WHERE " + " AND ".join(where)) if where else ""
+        try:
+            total = await pool.fetchval(f"SELECT count(*) FROM stored_events{condition}", *args)
+            await pool.execute("UPDATE replay_jobs SET total=$2 WHERE id=$1", job_id, total)
+            position = 0
+            while True:
+                page_args = [*args, position]
+                page_where = [*where, f"seq > ${len(page_args)}"]
+                rows = await pool.fetch(
+                    "SELECT * FROM stored_events WHERE "
+                    + " AND ".join(page_where)
+                    + " ORDER BY seq LIMIT 500",
+                    *page_args,
+                )
+                if not rows:
+                    break
+                events = [
+                    CloudEvent[Any](
+                        id=r["id"],
+                        source=r["source"],
+                        type=r["type"],
+                        subject=r["subject"],
+                        time=r["time"],
+                        data=json.loads(r["data"]) if r["data"] else None,
+                        extensions={"replayjob": job_id.replace("-", "")[:20]},
+                    )
+                    for r in rows
+                ]
+                async with pool.acquire() as conn, conn.transaction():
+                    await outbox.add_many(conn, body.target_topic, events)
+                    await conn.execute(
+                        "UPDATE replay_jobs SET done = done + $2 WHERE id = $1", job_id, len(rows)
+                    )
+                position = rows[-1]["seq"]
+            await pool.execute(
+                "UPDATE replay_jobs SET status='finished', finished_at=now() WHERE id=$1", job_id
+            )
+        except Exception as exc:
+            await pool.execute(
+                """UPDATE replay_jobs SET status='failed', error=$2, finished_at=now()
+                   WHERE id=$1""",
+                job_id,
+                f"{type(exc).__name__}: {exc}",
+            )
+
+    @app.post("/api/events/replay", status_code=202, response_model=ReplayJob)
+    async def start_replay(body: ReplayRequest, db: Pool) -> ReplayJob:
+        """Re-publish the matching stored events to ``target_topic`` in the background."""
+        if body.target_topic in settings.topics:
+            raise HTTPException(
+                422,
+                f"{body.target_topic!r} is a topic this service consumes; replaying "
+                "into it would loop",
+            )
+        job_id = f"replay-{uuid.uuid4().hex[:12]}"
+        await db.execute(
+            "INSERT INTO replay_jobs (id, filters, target_topic) VALUES ($1, $2::jsonb, $3)",
+            job_id,
+            body.model_dump_json(exclude={"target_topic"}),
+            body.target_topic,
+        )
+        task = asyncio.create_task(run_replay(db, job_id, body))
+        jobs.add(task)
+        task.add_done_callback(jobs.discard)
+        return await get_replay(job_id, db)
+
+    @app.get("/api/events/replay/{job_id}", response_model=ReplayJob)
+    async def get_replay(job_id: str, db: Pool) -> ReplayJob:
+        r = await db.fetchrow("SELECT * FROM replay_jobs WHERE id = $1", job_id)
+        if r is None:
+            raise HTTPException(404, f"replay job {job_id!r} not found")
+        return ReplayJob(**{k: r[k] for k in ReplayJob.model_fields})
 
     @app.get("/api/events/{event_id}", response_model=StoredEvent)
     async def get_event(event_id: str, db: Pool) -> StoredEvent:

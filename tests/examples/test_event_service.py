@@ -147,3 +147,70 @@ def test_user_mistakes(event_service: str) -> None:
     r = httpx.get(f"{event_service}/api/events/stream", headers={"last-event-id": "abc"})
     assert r.status_code == 400
     assert httpx.get(f"{event_service}/health").json()["service"] == "event_service"
+
+
+def test_replay_republishes_a_filtered_range_with_progress(
+    event_service: str, kafka_bootstrap: str
+) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    ids = []
+    for i in range(5):
+        r = httpx.post(
+            f"{event_service}/api/events",
+            json={
+                "source": "/lab/replay",
+                "type": "tracseq.qc.passed",
+                "subject": f"S-{i}",
+                "data": {"n": i},
+            },
+        )
+        ids.append(r.json()["id"])
+    wait_for(
+        lambda: (
+            len(
+                httpx.get(f"{event_service}/api/events", params={"source": "/lab/replay"}).json()[
+                    "items"
+                ]
+            )
+            == 5
+        )
+    )
+    target = f"replay-target-{time.monotonic_ns()}"
+    job = httpx.post(
+        f"{event_service}/api/events/replay", json={"target_topic": target, "source": "/lab/replay"}
+    )
+    assert job.status_code == 202
+    job_id = job.json()["id"]
+    done = wait_for(
+        lambda: (
+            (j := httpx.get(f"{event_service}/api/events/replay/{job_id}").json())["status"]
+            == "finished"
+            and j
+        )
+    )
+    assert done["total"] == done["done"] == 5
+
+    async def read() -> list[str]:
+        consumer = AIOKafkaConsumer(
+            target, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        await consumer.start()
+        got: list[str] = []
+        try:
+            async with asyncio.timeout(30):
+                while len(got) < 5:
+                    for records in (await consumer.getmany(timeout_ms=300)).values():
+                        got += [dict(r.headers)["ce_id"].decode() for r in records]
+        finally:
+            await consumer.stop()
+        return got
+
+    assert sorted(asyncio.run(read())) == sorted(ids)
+    loop = httpx.post(
+        f"{event_service}/api/events/replay", json={"target_topic": "tracseq.templates"}
+    )
+    assert loop.status_code == 422 and "loop" in loop.json()["detail"]
+    assert httpx.get(f"{event_service}/api/events/replay/nope").status_code == 404
