@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,7 +46,8 @@ class EventServiceSettings(ServiceSettings, env_prefix="TRACSEQ_EVENTS_"):
     port: int = 8095
     postgres_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
     kafka_bootstrap: str | None = None
-    topics: list[str] = ["tracseq.templates", PUBLISH_TOPIC]
+    topic_pattern: str = r"tracseq\.[a-z0-9_-]+(\.retry\.\d+)?$"
+    """Every ``tracseq.*`` topic (and its retry topics; not the dead-letter ones)."""
     group_id: str = "event-service"
     poll_interval: float = 0.5
 
@@ -201,7 +203,7 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
             await store(pool, event, origin.decode() if origin else delivery.topic)
 
         consumer = EventConsumer(
-            topics=settings.topics,
+            topic_pattern=settings.topic_pattern,
             group_id=settings.group_id,
             handler=handle,
             bootstrap_servers=settings.kafka_bootstrap,
@@ -362,7 +364,7 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
     @app.post("/api/events/replay", status_code=202, response_model=ReplayJob)
     async def start_replay(body: ReplayRequest, db: Pool) -> ReplayJob:
         """Re-publish the matching stored events to ``target_topic`` in the background."""
-        if body.target_topic in settings.topics:
+        if re.match(settings.topic_pattern, body.target_topic):
             raise HTTPException(
                 422,
                 f"{body.target_topic!r} is a topic this service consumes; replaying "

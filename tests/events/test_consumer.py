@@ -57,6 +57,8 @@ class Backend:
 
     def consumer(self, topics: list[str], handler: Any, **options: Any) -> EventConsumer:
         group = f"g-{uuid.uuid4().hex[:8]}"
+        if self.broker is None and "topic_pattern" in options:
+            options.setdefault("metadata_max_age_ms", 300)  # find new topics quickly
         if self.broker is not None:
             return EventConsumer(
                 topics=topics,
@@ -296,3 +298,36 @@ def test_configuration_errors() -> None:
         EventConsumer(topics=["t"], group_id="g", handler=handler)
     with pytest.raises(ConfigurationError):
         EventConsumer(topics=[], group_id="g", handler=handler, broker=InMemoryBroker())
+
+
+async def test_a_topic_pattern_follows_matching_topics_and_their_retries(
+    backend: Backend, kafka_topic: Any
+) -> None:
+    base = kafka_topic("lab").replace(".", "-")
+    seen: list[tuple[str, int]] = []
+
+    async def handler(e: CloudEvent[Any], d: Delivery) -> None:
+        if e.data["n"] == 2 and d.attempt == 1:
+            raise RuntimeError("once")
+        seen.append((d.topic, e.data["n"]))
+
+    await backend.publish(f"{base}.samples", event("k", 1))
+    await backend.publish(f"{base}.other", event("k", 99))  # not matched
+    consumer = backend.consumer(
+        [],
+        handler,
+        topic_pattern=rf"{base}\.(samples|runs)(\.retry\.\d+)?$",
+        retry_delays=(0.05,),
+    )
+    runner = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.sleep(0.5)
+        await backend.publish(f"{base}.runs", event("k", 2))  # created after the start
+        async with asyncio.timeout(40):
+            while len(seen) < 2:  # noqa: ASYNC110 - polls the handler's list
+                await asyncio.sleep(0.05)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(runner, 20)
+    assert sorted(n for _, n in seen) == [1, 2]
+    assert (f"{base}.runs.retry.1", 2) in seen

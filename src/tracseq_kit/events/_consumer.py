@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,11 @@ class EventConsumer:
     headers in :data:`DLT_HEADERS`. With ``inbox`` the handler runs inside a
     transaction that records the event id, so a redelivered event has no second effect.
 
+    ``topic_pattern`` (a regular expression matched from the start of the name, as
+    aiokafka does: end it with ``$``) subscribes to every matching topic, also ones
+    created later (found at each metadata refresh, 5 s by default); make it match the
+    retry topics too (``<topic>.retry.<n>``) but not the ``.dlt`` ones.
+
     Connect to Kafka with ``bootstrap_servers`` (aiokafka options pass through
     ``consumer_options``) or use ``broker=InMemoryBroker()`` in tests. :meth:`run`
     until :meth:`stop`: it stops fetching, lets in-flight handlers finish within
@@ -79,7 +85,8 @@ class EventConsumer:
     def __init__(
         self,
         *,
-        topics: Sequence[str],
+        topics: Sequence[str] = (),
+        topic_pattern: str | None = None,
         group_id: str,
         handler: Handler,
         bootstrap_servers: str | None = None,
@@ -94,8 +101,13 @@ class EventConsumer:
     ) -> None:
         if (bootstrap_servers is None) == (broker is None):
             raise ConfigurationError("pass exactly one of bootstrap_servers= or broker=")
-        if not topics:
-            raise ConfigurationError("an event consumer needs at least one topic")
+        if not topics and topic_pattern is None:
+            raise ConfigurationError("an event consumer needs topics= or topic_pattern=")
+        if topic_pattern is not None:
+            try:
+                re.compile(topic_pattern)
+            except re.error as exc:
+                raise ConfigurationError(f"topic_pattern does not compile: {exc}") from None
         if any(d < 0 for d in retry_delays):
             raise ConfigurationError("retry delays must be >= 0")
         self.topics = list(topics)
@@ -112,7 +124,7 @@ class EventConsumer:
             *(f"{t}.retry.{n}" for t in self.topics for n in range(1, len(self._delays) + 1)),
         ]
         if broker is not None:
-            self._consumer: Any = broker.consumer(subscribed, group_id)
+            self._consumer: Any = broker.consumer(subscribed, group_id, pattern=topic_pattern)
             self._producer: Any = broker.producer()
         else:
             try:
@@ -124,9 +136,20 @@ class EventConsumer:
             options: dict[str, Any] = {"auto_offset_reset": "earliest"}
             options.update(consumer_options)
             options["enable_auto_commit"] = False
-            self._consumer = AIOKafkaConsumer(
-                *subscribed, bootstrap_servers=bootstrap_servers, group_id=group_id, **options
-            )
+            if topic_pattern is not None:
+                # New matching topics are found at each metadata refresh.
+                options.setdefault("metadata_max_age_ms", 5000)
+                self._consumer = AIOKafkaConsumer(
+                    bootstrap_servers=bootstrap_servers, group_id=group_id, **options
+                )
+                self._consumer.subscribe(pattern=topic_pattern)
+            else:
+                self._consumer = AIOKafkaConsumer(
+                    *subscribed,
+                    bootstrap_servers=bootstrap_servers,
+                    group_id=group_id,
+                    **options,
+                )
             self._producer = AIOKafkaProducer(
                 bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True
             )

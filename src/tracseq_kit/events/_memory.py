@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import zlib
 from collections.abc import Sequence
@@ -91,9 +92,11 @@ class InMemoryBroker:
 
     # -- the subset of aiokafka's consumer and producer that EventConsumer uses --
 
-    def consumer(self, topics: Sequence[str], group_id: str) -> _MemoryConsumer:
-        """A consumer of ``topics`` in ``group_id``."""
-        return _MemoryConsumer(self, list(topics), group_id)
+    def consumer(
+        self, topics: Sequence[str], group_id: str, *, pattern: str | None = None
+    ) -> _MemoryConsumer:
+        """A consumer of ``topics`` (or of every topic matching ``pattern``)."""
+        return _MemoryConsumer(self, list(topics), group_id, pattern)
 
     def producer(self) -> _MemoryProducer:
         """A producer (``send_and_wait``)."""
@@ -121,9 +124,12 @@ class _MemoryProducer:
 
 
 class _MemoryConsumer:
-    def __init__(self, broker: InMemoryBroker, topics: list[str], group: str) -> None:
+    def __init__(
+        self, broker: InMemoryBroker, topics: list[str], group: str, pattern: str | None
+    ) -> None:
         self._broker = broker
         self._topics = topics
+        self._pattern = re.compile(pattern) if pattern is not None else None
         self._group = group
         self._positions: dict[_TP, int] = {}
         self._paused: set[_TP] = set()
@@ -135,7 +141,12 @@ class _MemoryConsumer:
         pass
 
     def _assigned(self) -> list[_TP]:
-        return [_TP(t, p) for t in self._topics for p in range(self._broker.partitions)]
+        topics = self._topics
+        if self._pattern is not None:
+            known = {tp.topic for tp in self._broker._logs}
+            # match(), like aiokafka: anchor the pattern with $ to match whole names
+            topics = sorted(t for t in known if self._pattern.match(t))
+        return [_TP(t, p) for t in topics for p in range(self._broker.partitions)]
 
     def _position(self, tp: _TP) -> int:
         if tp not in self._positions:
