@@ -235,7 +235,7 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        cursor: Annotated[int | None, Query(ge=0)] = None,
+        cursor: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     ) -> EventPage:
         args: list[Any] = []
         where = _filters(type, source, subject, since, until, args)

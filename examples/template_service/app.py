@@ -13,10 +13,10 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from tracseq_kit import SheetError, SheetTooLargeError
@@ -35,7 +35,7 @@ from tracseq_kit.service import create_service, postgres_pool
 from tracseq_kit.settings import ServiceSettings
 from tracseq_kit.sheets import read_sheet, validate_sheet
 
-MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATIONS = FilePath(__file__).with_name("migrations")
 TOPIC = "tracseq.templates"
 SOURCE = "/template-service"
 
@@ -326,7 +326,9 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
         return [Template.model_validate_json(r["snapshot"]) for r in rows]
 
     @app.get("/api/templates/{template_id}/versions/{version}", response_model=Template)
-    async def get_version(template_id: str, version: int, db: Pool) -> Template:
+    async def get_version(
+        template_id: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)], db: Pool
+    ) -> Template:
         snapshot = await db.fetchval(
             "SELECT snapshot FROM template_versions WHERE template_id=$1 AND version=$2",
             template_id,
@@ -341,7 +343,7 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
         template_id: str,
         request: Request,
         db: Pool,
-        version: Annotated[int | None, Query(ge=1)] = None,
+        version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
         include_rows: bool = True,
     ) -> SubmissionReport:
         """Validate a CSV or XLSX sheet sent as the raw request body."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import Request
 from opentelemetry.sdk.trace import TracerProvider
 
 from tracseq_kit import ConfigurationError, DependencyUnavailableError, MissingDependencyError
@@ -199,3 +200,19 @@ def test_cors_per_settings(live_server: Any) -> None:
     assert "access-control-allow-origin" not in other.headers
     same = httpx.get(f"{server.url}/x", headers={"Origin": "https://lims.example"})
     assert "x-request-id" in same.headers["access-control-expose-headers"].lower()
+
+
+def test_a_value_postgres_refuses_is_a_400_not_a_500(live_server: Any, postgres_dsn: str) -> None:
+    app = _service([postgres_pool(postgres_dsn, min_size=1, max_size=2)])
+
+    @app.get("/echo-int")
+    async def echo_int(n: int, request: Request) -> Any:  # n unbounded on purpose
+        pool = request.app.state.resources["postgres"]
+        return await pool.fetchval("SELECT $1::int4", n)
+
+    server = live_server(app)
+    assert httpx.get(f"{server.url}/echo-int", params={"n": 5}).json() == 5
+    r = httpx.get(f"{server.url}/echo-int", params={"n": 2**40})
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "not acceptable" in r.json()["detail"]

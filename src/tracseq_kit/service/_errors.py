@@ -120,6 +120,21 @@ def install_exception_handlers(app: Any) -> None:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, crash)
     try:
+        from asyncpg.exceptions import DataError
+    except ImportError:
+        pass
+    else:
+        # PostgreSQL refusing a value the client sent (out of range, NUL byte, bad
+        # encoding) is the client's mistake: 400 with the database's reason, not 500.
+        async def bad_value(request: Request, exc: Exception) -> Any:
+            return problem_response(
+                400,
+                detail=f"a value in the request is not acceptable: {exc}",
+                instance=request.url.path,
+            )
+
+        app.add_exception_handler(DataError, bad_value)
+    try:
         from fastapi.exceptions import RequestValidationError
     except ImportError:  # a plain Starlette app has no request validation
         return
