@@ -8,6 +8,7 @@ with ``TRACSEQ_TEMPLATE_KAFKA_BOOTSTRAP`` set, the outbox relay publishes them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -79,6 +80,57 @@ def _pool(request: Request) -> Any:
 Pool = Annotated[Any, Depends(_pool)]
 Actor = Annotated[str | None, Header(alias="x-tracseq-identity-subject")]
 """Who acts: the subject the gateway authenticated and forwarded."""
+
+
+IdempotencyKey = Annotated[
+    str | None, Header(alias="idempotency-key", min_length=1, max_length=200)
+]
+"""A client's key for one logical write: retries with it have a single effect."""
+
+
+async def _replayed(conn: Any, key: str | None, request: str) -> Template | None:
+    """Claim ``key`` for ``request`` in this transaction; if it was used before,
+    return the response it got. A concurrent twin waits for the first to commit."""
+    if key is None:
+        return None
+    fresh = await conn.fetchval(
+        """INSERT INTO idempotency_keys (key, request) VALUES ($1, $2)
+           ON CONFLICT (key) DO NOTHING RETURNING true""",
+        key,
+        request,
+    )
+    if fresh:
+        return None
+    stored = await conn.fetchrow(
+        "SELECT request, response FROM idempotency_keys WHERE key = $1", key
+    )
+    if stored["request"] != request:
+        raise HTTPException(422, "this Idempotency-Key was already used for another request")
+    return Template.model_validate_json(stored["response"])
+
+
+async def _remember(conn: Any, key: str | None, template: Template) -> None:
+    if key is not None:
+        await conn.execute(
+            "UPDATE idempotency_keys SET response = $2::jsonb WHERE key = $1",
+            key,
+            template.model_dump_json(),
+        )
+
+
+def _request_id(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+async def _upload(request: Request) -> bytes:
+    """The sheet: the raw body, or the ``file`` part of a multipart form."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(422, "the multipart form needs a 'file' part with the sheet")
+        return await upload.read()
+    return await request.body()
 
 
 def _row(r: Any) -> Template:
@@ -155,8 +207,13 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
         return _row(r)
 
     @app.post("/api/templates", status_code=201, response_model=Template)
-    async def create_template(body: TemplateCreate, db: Pool, actor: Actor = None) -> Template:
+    async def create_template(
+        body: TemplateCreate, db: Pool, actor: Actor = None, key: IdempotencyKey = None
+    ) -> Template:
         async with db.acquire() as conn, conn.transaction():
+            previous = await _replayed(conn, key, _request_id("create", body.model_dump_json()))
+            if previous is not None:
+                return previous
             r = await conn.fetchrow(
                 """INSERT INTO templates (id, name, description, category, tags, fields,
                        cross_field_rules, created_by, updated_by)
@@ -172,6 +229,7 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
             )
             template = _row(r)
             await outbox.add(conn, TOPIC, _event("created", template))
+            await _remember(conn, key, template)
         return template
 
     @app.get("/api/templates", response_model=TemplatePage)
@@ -227,10 +285,19 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
 
     @app.patch("/api/templates/{template_id}", response_model=Template)
     async def update_template(
-        template_id: str, body: TemplateUpdate, db: Pool, actor: Actor = None
+        template_id: str,
+        body: TemplateUpdate,
+        db: Pool,
+        actor: Actor = None,
+        key: IdempotencyKey = None,
     ) -> Template:
         changes = body.model_dump(exclude_unset=True, mode="json")
         async with db.acquire() as conn, conn.transaction():
+            previous = await _replayed(
+                conn, key, _request_id("update", template_id, json.dumps(changes, sort_keys=True))
+            )
+            if previous is not None:
+                return previous
             current = await load(conn, template_id, lock=True)
             if current.status != TemplateStatus.DRAFT:
                 raise HTTPException(
@@ -257,11 +324,17 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
             )
             template = _row(r)
             await outbox.add(conn, TOPIC, _event("updated", template, changed=sorted(changes)))
+            await _remember(conn, key, template)
         return template
 
     @app.post("/api/templates/{template_id}/publish", response_model=Template)
-    async def publish_template(template_id: str, db: Pool, actor: Actor = None) -> Template:
+    async def publish_template(
+        template_id: str, db: Pool, actor: Actor = None, key: IdempotencyKey = None
+    ) -> Template:
         async with db.acquire() as conn, conn.transaction():
+            previous = await _replayed(conn, key, _request_id("publish", template_id))
+            if previous is not None:
+                return previous
             current = await load(conn, template_id, lock=True)
             if current.status in (TemplateStatus.ARCHIVED, TemplateStatus.DEPRECATED):
                 raise HTTPException(409, f"template is {current.status}")
@@ -285,11 +358,17 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
                 actor,
             )
             await outbox.add(conn, TOPIC, _event("published", template))
+            await _remember(conn, key, template)
         return template
 
     @app.post("/api/templates/{template_id}/archive", response_model=Template)
-    async def archive_template(template_id: str, db: Pool, actor: Actor = None) -> Template:
+    async def archive_template(
+        template_id: str, db: Pool, actor: Actor = None, key: IdempotencyKey = None
+    ) -> Template:
         async with db.acquire() as conn, conn.transaction():
+            previous = await _replayed(conn, key, _request_id("archive", template_id))
+            if previous is not None:
+                return previous
             await load(conn, template_id, lock=True)
             r = await conn.fetchrow(
                 """UPDATE templates SET status='archived', updated_by=$2, updated_at=now()
@@ -299,10 +378,38 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
             )
             template = _row(r)
             await outbox.add(conn, TOPIC, _event("archived", template))
+            await _remember(conn, key, template)
+        return template
+
+    @app.post("/api/templates/{template_id}/deprecate", response_model=Template)
+    async def deprecate_template(
+        template_id: str, db: Pool, actor: Actor = None, key: IdempotencyKey = None
+    ) -> Template:
+        """Mark a published template as deprecated: still readable, no longer advised."""
+        async with db.acquire() as conn, conn.transaction():
+            previous = await _replayed(conn, key, _request_id("deprecate", template_id))
+            if previous is not None:
+                return previous
+            current = await load(conn, template_id, lock=True)
+            if current.status != TemplateStatus.PUBLISHED:
+                raise HTTPException(
+                    409, f"only published templates can be deprecated, not {current.status}"
+                )
+            r = await conn.fetchrow(
+                """UPDATE templates SET status='deprecated', updated_by=$2, updated_at=now()
+                   WHERE id=$1 RETURNING *""",
+                template_id,
+                actor,
+            )
+            template = _row(r)
+            await outbox.add(conn, TOPIC, _event("deprecated", template))
+            await _remember(conn, key, template)
         return template
 
     @app.post("/api/templates/{template_id}/clone", status_code=201, response_model=Template)
-    async def clone_template(template_id: str, db: Pool, actor: Actor = None) -> Template:
+    async def clone_template(
+        template_id: str, db: Pool, actor: Actor = None, key: IdempotencyKey = None
+    ) -> Template:
         async with db.acquire() as conn:
             source = await load(conn, template_id)
         body = TemplateCreate(
@@ -313,7 +420,7 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
             fields=source.fields,
             cross_field_rules=source.cross_field_rules,
         )
-        return await create_template(body, db, actor)
+        return await create_template(body, db, actor, key)
 
     @app.get("/api/templates/{template_id}/versions", response_model=list[Template])
     async def list_versions(template_id: str, db: Pool) -> list[Template]:
@@ -346,13 +453,13 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
         version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
         include_rows: bool = True,
     ) -> SubmissionReport:
-        """Validate a CSV or XLSX sheet sent as the raw request body."""
+        """Validate a CSV or XLSX sheet: the raw body, or the multipart part "file"."""
         template = (
             await get_version(template_id, version, db)
             if version
             else await get_template(template_id, db)
         )
-        data = await request.body()
+        data = await _upload(request)
         try:
             sheet = read_sheet(
                 data, max_bytes=settings.max_body_bytes, max_rows=settings.max_sheet_rows

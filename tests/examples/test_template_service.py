@@ -219,3 +219,49 @@ def test_events_reach_kafka_through_the_outbox_relay(
             return types
 
         assert c.portal.call(read) == ["tracseq.template.created", "tracseq.template.published"]  # type: ignore[union-attr]
+
+
+def test_idempotency_keys_give_one_effect_per_logical_write(client: TestClient) -> None:
+    key = {"idempotency-key": "create-dna-1"}
+    first = client.post("/api/templates", json=DNA_TEMPLATE, headers=key)
+    again = client.post("/api/templates", json=DNA_TEMPLATE, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+    names = [t["id"] for t in client.get("/api/templates", params={"limit": 200}).json()["items"]]
+    assert names.count(first.json()["id"]) == 1
+    other = client.post("/api/templates", json={**DNA_TEMPLATE, "name": "other"}, headers=key)
+    assert other.status_code == 422 and "Idempotency-Key" in other.json()["detail"]
+    tid = first.json()["id"]
+    p1 = client.post(f"/api/templates/{tid}/publish", headers={"idempotency-key": "pub-1"})
+    p2 = client.post(f"/api/templates/{tid}/publish", headers={"idempotency-key": "pub-1"})
+    assert p1.json()["version"] == p2.json()["version"] == 1  # not published twice
+    assert client.post(f"/api/templates/{tid}/deprecate").json()["status"] == "deprecated"
+    assert client.post(f"/api/templates/{tid}/deprecate").status_code == 409
+
+
+def test_multipart_upload(client: TestClient) -> None:
+    tid = client.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
+    sheet = b"sample_id,sample_type,concentration\nS-0001,DNA,1\n"
+    r = client.post(
+        f"/api/templates/{tid}/validate", files={"file": ("plate.csv", sheet, "text/csv")}
+    )
+    assert r.status_code == 200 and r.json()["valid"]
+    missing = client.post(
+        f"/api/templates/{tid}/validate",
+        data={"other": "x"},
+        files={"nofile": ("x.csv", b"a", "text/csv")},
+    )
+    assert missing.status_code == 422 and "'file'" in missing.json()["detail"]
+
+
+def test_size_limits_are_413(postgres_schema: PostgresSchema) -> None:
+    settings = TemplateServiceSettings(
+        postgres_dsn=SecretStr(postgres_schema.dsn), max_sheet_rows=2
+    )
+    with TestClient(create_app(settings)) as c:
+        tid = c.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
+        rows = b"sample_id,sample_type,concentration\n" + b"S-0001,RNA,\n" * 3
+        r = c.post(f"/api/templates/{tid}/validate", content=rows)
+        assert r.status_code == 413 and "more than 2 rows" in r.json()["detail"]
+        huge = c.post(f"/api/templates/{tid}/validate", content=b"x" * (11 * 1024 * 1024))
+        assert huge.status_code == 413
