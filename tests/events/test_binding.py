@@ -125,3 +125,10 @@ def test_any_event_round_trips(
     event = CloudEvent[Any](source=source, type=type_, subject=subject, data=data, extensions=ext)
     back = from_kafka(to_kafka(event, mode=mode))  # type: ignore[arg-type]
     assert back.model_dump() == event.model_dump()
+
+
+def test_an_event_without_data_or_subject_still_has_a_kafka_value() -> None:
+    event = CloudEvent[Any](source="s", type="t")
+    message = to_kafka(event)
+    assert message.key is None and message.value == b""
+    assert from_kafka(message).data is None

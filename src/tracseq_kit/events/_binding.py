@@ -78,6 +78,8 @@ def to_kafka(event: CloudEvent[Any], *, mode: ContentMode = "binary") -> KafkaMe
             value = data.model_dump_json().encode()  # pydantic-core's encoder: fast
         else:
             value = json.dumps(event.data_json(), separators=(",", ":")).encode()
+    if value is None and key is None:
+        value = b""  # Kafka needs a key or a value; an empty value means "no data"
     return KafkaMessage(key, value, headers)
 
 
@@ -119,7 +121,7 @@ def from_kafka(
         raise EventEncodingError("not a CloudEvent: no ce_specversion header")
     attrs["datacontenttype"] = content_type or None
     attrs["extensions"] = extensions
-    if message.value is not None:
+    if message.value:  # None or empty: the event has no data
         if content_type and "json" not in content_type.lower():
             attrs["data"] = message.value
         else:
