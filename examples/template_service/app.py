@@ -299,12 +299,10 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
             if previous is not None:
                 return previous
             current = await load(conn, template_id, lock=True)
-            if current.status != TemplateStatus.DRAFT:
-                raise HTTPException(
-                    409,
-                    f"template is {current.status}; only drafts change "
-                    "(clone it or publish a new version)",
-                )
+            if current.status in (TemplateStatus.ARCHIVED, TemplateStatus.DEPRECATED):
+                raise HTTPException(409, f"template is {current.status}; clone it to make changes")
+            # Editing a published template starts the draft of its next version; the
+            # published versions stay frozen in template_versions.
             merged = current.model_dump(mode="json") | changes
             check = TemplateCreate.model_validate(
                 {k: merged[k] for k in TemplateCreate.model_fields}
@@ -312,7 +310,7 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
             r = await conn.fetchrow(
                 """UPDATE templates SET name=$2, description=$3, category=$4, tags=$5,
                        fields=$6::jsonb, cross_field_rules=$7::jsonb, updated_by=$8,
-                       updated_at=now() WHERE id=$1 RETURNING *""",
+                       status='draft', updated_at=now() WHERE id=$1 RETURNING *""",
                 template_id,
                 check.name,
                 check.description,
@@ -454,6 +452,10 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
         include_rows: bool = True,
     ) -> SubmissionReport:
         """Validate a CSV or XLSX sheet: the raw body, or the multipart part "file"."""
+        if version is None:  # the latest published version, else the draft
+            version = await db.fetchval(
+                "SELECT max(version) FROM template_versions WHERE template_id = $1", template_id
+            )
         template = (
             await get_version(template_id, version, db)
             if version

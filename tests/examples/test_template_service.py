@@ -76,21 +76,26 @@ def test_template_life_cycle_with_versions_and_events(client: TestClient) -> Non
     assert patched.json()["description"] == "v1 sheet"
     published = client.post(f"/api/templates/{tid}/publish").json()
     assert published["status"] == "published" and published["version"] == 1
-    conflict = client.patch(f"/api/templates/{tid}", json={"name": "renamed"})
-    assert conflict.status_code == 409
-    assert conflict.headers["content-type"] == "application/problem+json"
+    # Editing a published template starts the draft of version 2; version 1 stays frozen.
+    draft = client.patch(f"/api/templates/{tid}", json={"description": "v2 sheet"}).json()
+    assert draft["status"] == "draft" and draft["version"] == 1
     client.post(f"/api/templates/{tid}/publish")
     versions = client.get(f"/api/templates/{tid}/versions").json()
     assert [v["version"] for v in versions] == [1, 2]
     assert client.get(f"/api/templates/{tid}/versions/1").json()["description"] == "v1 sheet"
+    assert client.get(f"/api/templates/{tid}/versions/2").json()["description"] == "v2 sheet"
     assert client.get(f"/api/templates/{tid}/versions/9").status_code == 404
     clone = client.post(f"/api/templates/{tid}/clone").json()
     assert clone["status"] == "draft" and clone["name"] == "DNA submission (copy)"
     assert client.post(f"/api/templates/{tid}/archive").json()["status"] == "archived"
+    conflict = client.patch(f"/api/templates/{tid}", json={"name": "renamed"})
+    assert conflict.status_code == 409
+    assert conflict.headers["content-type"] == "application/problem+json"
     assert outbox_types(client) == [
         "tracseq.template.created",
         "tracseq.template.updated",
         "tracseq.template.published",
+        "tracseq.template.updated",
         "tracseq.template.published",
         "tracseq.template.created",
         "tracseq.template.archived",
@@ -265,3 +270,17 @@ def test_size_limits_are_413(postgres_schema: PostgresSchema) -> None:
         assert r.status_code == 413 and "more than 2 rows" in r.json()["detail"]
         huge = c.post(f"/api/templates/{tid}/validate", content=b"x" * (11 * 1024 * 1024))
         assert huge.status_code == 413
+
+
+def test_validation_uses_the_latest_published_version_not_the_draft(client: TestClient) -> None:
+    tid = client.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
+    client.post(f"/api/templates/{tid}/publish")
+    # the draft of version 2 makes concentration required for every sample
+    fields = [dict(f) for f in DNA_TEMPLATE["fields"]]
+    fields[2] = {**fields[2], "required": True}
+    client.patch(f"/api/templates/{tid}", json={"fields": fields})
+    sheet = b"sample_id,sample_type,concentration\nS-0001,RNA,\n"
+    assert client.post(f"/api/templates/{tid}/validate", content=sheet).json()["valid"]
+    client.post(f"/api/templates/{tid}/publish")
+    report = client.post(f"/api/templates/{tid}/validate", content=sheet).json()
+    assert [p["rule"] for p in report["problems"]] == ["required"]
