@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from opentelemetry import trace
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import SecretStr
 
 from tracseq_kit.db import apply_migrations
 from tracseq_kit.events import (
@@ -32,6 +32,7 @@ from tracseq_kit.events import (
     OutboxRelay,
     migrate,
 )
+from tracseq_kit.schemas import EventPage, ReplayJob, ReplayRequest, StoredEvent, TypeCount
 from tracseq_kit.service import create_service, postgres_pool
 from tracseq_kit.settings import ServiceSettings
 
@@ -50,64 +51,6 @@ class EventServiceSettings(ServiceSettings, env_prefix="TRACSEQ_EVENTS_"):
     """Every ``tracseq.*`` topic (and its retry topics; not the dead-letter ones)."""
     group_id: str = "event-service"
     poll_interval: float = 0.5
-
-
-class StoredEvent(BaseModel):
-    """An event as stored: its CloudEvent attributes plus where and when it arrived."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    seq: int
-    id: str
-    type: str
-    source: str
-    subject: str | None = None
-    time: datetime | None = None
-    trace_id: str | None = None
-    data: Any = None
-    topic: str
-    stored_at: datetime
-
-
-class EventPage(BaseModel):
-    """One page of events, newest first; ``next_cursor`` fetches the next."""
-
-    items: list[StoredEvent]
-    next_cursor: str | None = None
-
-
-class ReplayRequest(BaseModel):
-    """Body of ``POST /api/events/replay``: which stored events, and where to."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    target_topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
-    type: str | None = None
-    source: str | None = None
-    subject: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-class ReplayJob(BaseModel):
-    """Progress of a replay: ``done`` of ``total`` events re-published so far."""
-
-    id: str
-    target_topic: str
-    status: str
-    total: int
-    done: int
-    error: str | None = None
-    created_at: datetime
-    finished_at: datetime | None = None
-
-
-class TypeCount(BaseModel):
-    """How many events of one type from one source arrived in the window."""
-
-    type: str
-    source: str
-    count: int
 
 
 def _pool(request: Request) -> Any:

@@ -18,19 +18,19 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import SecretStr
 
 from tracseq_kit import SheetError, SheetTooLargeError
 from tracseq_kit.db import apply_migrations
 from tracseq_kit.events import CloudEvent, EventPublisher, Outbox, OutboxRelay, migrate
 from tracseq_kit.schemas import (
-    CrossFieldRule,
-    FieldDefinition,
     SubmissionReport,
     Template,
     TemplateCategory,
     TemplateCreate,
+    TemplatePage,
     TemplateStatus,
+    TemplateUpdate,
 )
 from tracseq_kit.service import create_service, postgres_pool
 from tracseq_kit.settings import ServiceSettings
@@ -50,26 +50,6 @@ class TemplateServiceSettings(ServiceSettings, env_prefix="TRACSEQ_TEMPLATE_"):
     kafka_bootstrap: str | None = None
     max_body_bytes: int = 10 * 1024 * 1024
     max_sheet_rows: int = 50_000
-
-
-class TemplateUpdate(BaseModel):
-    """Body of ``PATCH /api/templates/{id}``: only the given fields change (drafts only)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = None
-    category: TemplateCategory | None = None
-    tags: list[str] | None = None
-    fields: list[FieldDefinition] | None = None
-    cross_field_rules: list[CrossFieldRule] | None = None
-
-
-class TemplatePage(BaseModel):
-    """One page of templates; pass ``next_cursor`` back as ``cursor`` for the next."""
-
-    items: list[Template]
-    next_cursor: str | None = None
 
 
 def _pool(request: Request) -> Any:

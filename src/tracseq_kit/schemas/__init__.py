@@ -4,6 +4,13 @@ Request bodies forbid unknown fields (a typo is a clear 422); responses ignore f
 they do not know, so an older client keeps working against a newer server.
 """
 
+from tracseq_kit.schemas._events import (
+    EventPage,
+    ReplayJob,
+    ReplayRequest,
+    StoredEvent,
+    TypeCount,
+)
 from tracseq_kit.schemas._submissions import SheetProblem, SubmissionReport
 from tracseq_kit.schemas._templates import (
     CrossFieldRule,
@@ -13,20 +20,29 @@ from tracseq_kit.schemas._templates import (
     Template,
     TemplateCategory,
     TemplateCreate,
+    TemplatePage,
     TemplateStatus,
+    TemplateUpdate,
     check_pattern,
 )
 
 __all__ = [
     "CrossFieldRule",
+    "EventPage",
     "FieldDefinition",
     "FieldRules",
     "FieldType",
+    "ReplayJob",
+    "ReplayRequest",
     "SheetProblem",
+    "StoredEvent",
     "SubmissionReport",
     "Template",
     "TemplateCategory",
     "TemplateCreate",
+    "TemplatePage",
     "TemplateStatus",
+    "TemplateUpdate",
+    "TypeCount",
     "check_pattern",
 ]

@@ -18,7 +18,9 @@ __all__ = [
     "Template",
     "TemplateCategory",
     "TemplateCreate",
+    "TemplatePage",
     "TemplateStatus",
+    "TemplateUpdate",
     "check_pattern",
 ]
 
@@ -211,3 +213,22 @@ class Template(_Response):
     created_at: datetime | None = None
     updated_by: str | None = None
     updated_at: datetime | None = None
+
+
+class TemplateUpdate(_Request):
+    """Body of ``PATCH /api/templates/{id}``: only the given fields change; on a published
+    template the change starts the draft of its next version."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = None
+    category: TemplateCategory | None = None
+    tags: list[str] | None = None
+    fields: list[FieldDefinition] | None = None
+    cross_field_rules: list[CrossFieldRule] | None = None
+
+
+class TemplatePage(_Response):
+    """One page of templates; pass ``next_cursor`` back as ``cursor`` for the next."""
+
+    items: list[Template]
+    next_cursor: str | None = None
