@@ -274,3 +274,21 @@ def test_any_cell_content_is_reported_never_raised(rows: list[list[str]]) -> Non
     assert report.valid == (not report.problems)
     for p in report.problems:
         assert 1 <= (p.row or 0) <= len(rows) and p.column in HEADER
+
+
+def test_bad_xlsx_cells_are_reported_like_csv_ones() -> None:
+    row: list[Any] = [
+        "S-1",
+        "Plasma",
+        "lots",
+        1.5,
+        "31/05/2024",
+        "x",
+        "maybe",
+        "dance",
+        "nope",
+        "ftp://x",
+        "<b>",
+    ]
+    report = check(xlsx_bytes([row]))
+    assert sorted(p.column for p in report.problems) == sorted(HEADER)
