@@ -339,50 +339,55 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
             await _remember(conn, key, template)
         return template
 
+    async def set_status(
+        template_id: str,
+        to: TemplateStatus,
+        db: Any,
+        actor: str | None,
+        key: str | None,
+        *,
+        allowed_from: tuple[TemplateStatus, ...] | None = None,
+    ) -> Template:
+        """Move a template to ``to`` (once per idempotency key) and emit its event."""
+        async with db.acquire() as conn, conn.transaction():
+            previous = await _replayed(conn, key, _request_id(to.value, template_id))
+            if previous is not None:
+                return previous
+            current = await load(conn, template_id, lock=True)
+            if allowed_from is not None and current.status not in allowed_from:
+                raise HTTPException(409, f"a {current.status} template cannot become {to.value}")
+            r = await conn.fetchrow(
+                """UPDATE templates SET status=$3, updated_by=$2, updated_at=now()
+                   WHERE id=$1 RETURNING *""",
+                template_id,
+                actor,
+                to.value,
+            )
+            template = _row(r)
+            await outbox.add(conn, TOPIC, _event(to.value, template))
+            await _remember(conn, key, template)
+        return template
+
     @app.post("/api/templates/{template_id}/archive", response_model=Template)
     async def archive_template(
         template_id: str, db: Pool, actor: Actor = None, key: IdempotencyKey = None
     ) -> Template:
-        async with db.acquire() as conn, conn.transaction():
-            previous = await _replayed(conn, key, _request_id("archive", template_id))
-            if previous is not None:
-                return previous
-            await load(conn, template_id, lock=True)
-            r = await conn.fetchrow(
-                """UPDATE templates SET status='archived', updated_by=$2, updated_at=now()
-                   WHERE id=$1 RETURNING *""",
-                template_id,
-                actor,
-            )
-            template = _row(r)
-            await outbox.add(conn, TOPIC, _event("archived", template))
-            await _remember(conn, key, template)
-        return template
+        """Archive a template: still readable, no longer offered."""
+        return await set_status(template_id, TemplateStatus.ARCHIVED, db, actor, key)
 
     @app.post("/api/templates/{template_id}/deprecate", response_model=Template)
     async def deprecate_template(
         template_id: str, db: Pool, actor: Actor = None, key: IdempotencyKey = None
     ) -> Template:
         """Mark a published template as deprecated: still readable, no longer advised."""
-        async with db.acquire() as conn, conn.transaction():
-            previous = await _replayed(conn, key, _request_id("deprecate", template_id))
-            if previous is not None:
-                return previous
-            current = await load(conn, template_id, lock=True)
-            if current.status != TemplateStatus.PUBLISHED:
-                raise HTTPException(
-                    409, f"only published templates can be deprecated, not {current.status}"
-                )
-            r = await conn.fetchrow(
-                """UPDATE templates SET status='deprecated', updated_by=$2, updated_at=now()
-                   WHERE id=$1 RETURNING *""",
-                template_id,
-                actor,
-            )
-            template = _row(r)
-            await outbox.add(conn, TOPIC, _event("deprecated", template))
-            await _remember(conn, key, template)
-        return template
+        return await set_status(
+            template_id,
+            TemplateStatus.DEPRECATED,
+            db,
+            actor,
+            key,
+            allowed_from=(TemplateStatus.PUBLISHED,),
+        )
 
     @app.post("/api/templates/{template_id}/clone", status_code=201, response_model=Template)
     async def clone_template(

@@ -5,7 +5,6 @@ service → visible through query and the live SSE stream."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,12 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from examples.event_service.app import EventServiceSettings
 from examples.event_service.app import create_app as create_event_service
 from examples.template_service.app import TemplateServiceSettings
 from examples.template_service.app import create_app as create_template_service
 from pydantic import SecretStr
+from services_support import serve
 from starlette.testclient import TestClient
 
 from tracseq_kit.testing import PostgresSchema
@@ -31,28 +30,14 @@ TEMPLATE = {
 
 @pytest.fixture
 def event_service(postgres_schema: PostgresSchema, kafka_bootstrap: str) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
     settings = EventServiceSettings(
         postgres_dsn=SecretStr(postgres_schema.dsn),
         kafka_bootstrap=kafka_bootstrap,
-        group_id=f"events-{port}",
+        group_id=f"events-{time.monotonic_ns()}",
         poll_interval=0.1,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(create_event_service(settings), port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+    with serve(create_event_service(settings)) as base:
+        yield base
 
 
 def wait_for(predicate: Any, seconds: float = 40) -> Any:

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
-import uvicorn
 from examples.event_service.app import EventServiceSettings
 from examples.event_service.app import create_app as create_event_service
 from examples.template_service.app import TemplateServiceSettings
 from examples.template_service.app import create_app as create_template_service
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
+from services_support import serve
 
 from tracseq_kit.testing import PostgresSchema
-
-
-def serve(app: Any) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
 
 
 @pytest.fixture(scope="module", params=["template_service", "event_service"])
@@ -45,7 +25,7 @@ def api_schema(request: pytest.FixtureRequest, postgres_schema: PostgresSchema) 
         app = create_template_service(TemplateServiceSettings(postgres_dsn=dsn))
     else:
         app = create_event_service(EventServiceSettings(postgres_dsn=dsn))  # no Kafka: API only
-    for base in serve(app):
+    with serve(app) as base:
         yield schemathesis.openapi.from_url(f"{base}/openapi.json")
 
 
