@@ -4,7 +4,8 @@
 
 Memory: sequential decisions over 1000 keys; `limits` fixed window and sliding-window
 counter (sync MemoryStorage, its fastest path; and its async storage) against the kit's
-GCRA (``acquire_nowait`` and ``await acquire``) and sliding window. Redis (with
+GCRA (``try_acquire`` -> bool, the shape of ``limits``' ``hit``; ``acquire_nowait`` and
+``await acquire`` -> Decision) and sliding window. Redis (with
 --redis-url): 64 concurrent callers over 1000 keys; `limits` async RedisStorage (fixed
 and sliding window), a bare redis-py EVALSHA loop of a one-line script, and the kit's
 RedisStore. Rounds interleave; the
@@ -53,6 +54,11 @@ def memory_targets() -> dict[str, Callable[[int], Awaitable[None]]]:
         for i in range(n):
             await hit(item, KEYS[i % 1000])
 
+    async def kit_gcra_try(n: int) -> None:
+        try_acquire = gcra.try_acquire
+        for i in range(n):
+            try_acquire(KEYS[i % 1000])
+
     async def kit_gcra_nowait(n: int) -> None:
         acquire = gcra.acquire_nowait
         for i in range(n):
@@ -72,6 +78,7 @@ def memory_targets() -> dict[str, Callable[[int], Awaitable[None]]]:
         "limits memory fixed window": limits_fixed,
         "limits memory sliding window": limits_sliding,
         "limits async memory fixed window": limits_async_fixed,
+        "tracseq-kit memory GCRA try_acquire": kit_gcra_try,
         "tracseq-kit memory GCRA acquire_nowait": kit_gcra_nowait,
         "tracseq-kit memory GCRA await acquire": kit_gcra,
         "tracseq-kit memory sliding window": kit_sliding,

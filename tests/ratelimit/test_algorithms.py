@@ -171,3 +171,25 @@ def test_the_limiter_fast_path_decides_like_the_store(
         assert fast.allowed == slow.allowed and fast.remaining == slow.remaining
         assert fast.retry_after == pytest.approx(slow.retry_after)
         assert fast.reset_after == pytest.approx(slow.reset_after)
+
+
+@settings(max_examples=200)
+@given(st.lists(st.floats(0, 3), min_size=1, max_size=60), st.integers(1, 10), st.integers(1, 5))
+def test_try_acquire_decides_like_acquire(gaps: list[float], limit: int, burst: int) -> None:
+    from tracseq_kit.ratelimit import RateLimiter
+
+    clock = Clock()
+    policy = GCRA("p", limit, 4.0, burst)
+    fast = RateLimiter([policy], clock=clock)
+    full = RateLimiter([policy], clock=clock)
+    for gap in gaps:
+        clock.now += gap
+        assert fast.try_acquire("k") == full.acquire_nowait("k").allowed
+    assert fast._bool_counts == [full.allowed, full.rejected]
+
+
+def test_try_acquire_on_other_limiters_falls_back() -> None:
+    from tracseq_kit.ratelimit import RateLimiter
+
+    lim = RateLimiter([SlidingWindow("s", 2, 60)], clock=Clock())
+    assert [lim.try_acquire("k") for _ in range(3)] == [True, True, False]

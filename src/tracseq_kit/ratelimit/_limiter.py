@@ -98,7 +98,40 @@ class RateLimiter:
                 p.capacity,
                 p.period,
             )
+        self._bool_counts = [0, 0]
+        self.try_acquire: Callable[[str], bool] = self._make_try_acquire()
+        """``try_acquire(key) -> bool``: consume one unit if allowed, without a result
+        object — the shape of ``limits``' ``hit()``, for the hottest paths. Decisions are
+        counted like :meth:`acquire`'s."""
         _track(self)
+
+    def _make_try_acquire(self) -> Callable[[str], bool]:
+        fast = self._fast
+        if fast is None:
+            return lambda key: self.acquire_nowait(key).allowed
+        memory = self._memory
+        assert memory is not None
+        states, interval, tolerance = fast[0], fast[1], fast[2]
+        clock = self._clock
+        counts = self._bool_counts  # [allowed, rejected], read at scrape time
+
+        # A closure over locals: no attribute lookups and no result object per decision.
+        def try_acquire(key: str) -> bool:
+            now = clock()
+            if now >= memory.next_sweep:
+                memory.sweep()
+            tat = states.get(key, now)
+            if tat < now:
+                tat = now
+            new_tat = tat + interval
+            if new_tat - tolerance - now > _EPS:
+                counts[1] += 1
+                return False
+            states[key] = new_tat
+            counts[0] += 1
+            return True
+
+        return try_acquire
 
     def acquire_nowait(self, key: str, *, cost: int = 1) -> Decision:
         """:meth:`acquire` without awaiting, for a limiter with the in-memory store.
@@ -222,8 +255,9 @@ class _LimiterCollector(Collector):
             labels=["limiter"],
         )
         for lim in list(_limiters):
-            decisions.add_metric([lim.name, "allowed"], lim.allowed)
-            decisions.add_metric([lim.name, "rejected"], lim.rejected)
+            extra_ok, extra_no = lim._bool_counts
+            decisions.add_metric([lim.name, "allowed"], lim.allowed + extra_ok)
+            decisions.add_metric([lim.name, "rejected"], lim.rejected + extra_no)
             switches.add_metric([lim.name], lim.switches)
             degraded.add_metric([lim.name], 1 if lim.degraded else 0)
         yield decisions
