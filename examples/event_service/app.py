@@ -27,10 +27,9 @@ from tracseq_kit.events import (
     CloudEvent,
     Delivery,
     EventConsumer,
-    EventPublisher,
     Outbox,
-    OutboxRelay,
     migrate,
+    running_relay,
 )
 from tracseq_kit.schemas import EventPage, ReplayJob, ReplayRequest, StoredEvent, TypeCount
 from tracseq_kit.service import create_service, postgres_pool
@@ -151,16 +150,14 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
             handler=handle,
             bootstrap_servers=settings.kafka_bootstrap,
         )
-        async with EventPublisher(settings.kafka_bootstrap) as publisher:
-            relay = OutboxRelay(pool, publisher)
-            tasks = [asyncio.create_task(relay.run()), asyncio.create_task(consumer.run())]
+        async with running_relay(pool, settings.kafka_bootstrap):
+            task = asyncio.create_task(consumer.run())
             app.state.consumer = consumer
             try:
                 yield
             finally:
-                relay.stop()
                 consumer.stop()
-                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)
+                await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 20)
 
     app = create_service(
         settings,

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from tracseq_kit import SheetError, SheetTooLargeError
 from tracseq_kit.db import apply_migrations
-from tracseq_kit.events import CloudEvent, EventPublisher, Outbox, OutboxRelay, migrate
+from tracseq_kit.events import CloudEvent, Outbox, migrate, running_relay
 from tracseq_kit.schemas import (
     SubmissionReport,
     Template,
@@ -113,6 +113,14 @@ async def _upload(request: Request) -> bytes:
     return await request.body()
 
 
+def _definition_json(t: TemplateCreate) -> tuple[str, str]:
+    """The ``fields`` and ``cross_field_rules`` columns, as JSON."""
+    return (
+        json.dumps([f.model_dump(mode="json") for f in t.fields]),
+        json.dumps([c.model_dump(mode="json") for c in t.cross_field_rules]),
+    )
+
+
 def _row(r: Any) -> Template:
     return Template(
         id=r["id"],
@@ -160,16 +168,8 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
         if settings.kafka_bootstrap is None:
             yield
             return
-        import asyncio
-
-        async with EventPublisher(settings.kafka_bootstrap) as publisher:
-            relay = OutboxRelay(pool, publisher)
-            task = asyncio.create_task(relay.run())
-            try:
-                yield
-            finally:
-                relay.stop()
-                await asyncio.wait_for(task, 10)
+        async with running_relay(pool, settings.kafka_bootstrap):
+            yield
 
     app = create_service(
         settings,
@@ -203,8 +203,7 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
                 body.description,
                 body.category,
                 body.tags,
-                json.dumps([f.model_dump(mode="json") for f in body.fields]),
-                json.dumps([c.model_dump(mode="json") for c in body.cross_field_rules]),
+                *_definition_json(body),
                 actor,
             )
             template = _row(r)
@@ -296,8 +295,7 @@ def create_app(settings: TemplateServiceSettings | None = None) -> FastAPI:
                 check.description,
                 check.category,
                 check.tags,
-                json.dumps([f.model_dump(mode="json") for f in check.fields]),
-                json.dumps([c.model_dump(mode="json") for c in check.cross_field_rules]),
+                *_definition_json(check),
                 actor,
             )
             template = _row(r)

@@ -6,7 +6,8 @@
   structured content mode;
 - :class:`EventPublisher`: idempotent, bounded, pipelined publishing on aiokafka;
 - :class:`Outbox` / :class:`OutboxRelay`: the transactional outbox on PostgreSQL, and
-  :class:`Inbox` for consumer-side dedupe; :func:`migrate` creates their tables;
+  :class:`Inbox` for consumer-side dedupe; :func:`migrate` creates their tables and
+  :func:`running_relay` runs a relay for a service's lifetime;
 - :class:`EventConsumer`: consumer groups, at-least-once, retry topics, dead letters;
 - :class:`InMemoryBroker`: the test double for handlers, no Kafka needed.
 """
@@ -15,7 +16,7 @@ from tracseq_kit.events._binding import ContentMode, KafkaMessage, from_kafka, t
 from tracseq_kit.events._cloudevent import CloudEvent, EventRegistry
 from tracseq_kit.events._consumer import DLT_HEADERS, Delivery, EventConsumer
 from tracseq_kit.events._memory import InMemoryBroker, MemoryRecord
-from tracseq_kit.events._outbox import Inbox, Outbox, OutboxRelay, migrate
+from tracseq_kit.events._outbox import Inbox, Outbox, OutboxRelay, migrate, running_relay
 from tracseq_kit.events._publisher import EventPublisher, PublishGuard
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "PublishGuard",
     "from_kafka",
     "migrate",
+    "running_relay",
     "to_kafka",
 ]

@@ -6,7 +6,8 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from importlib.resources import files
 from typing import Any
@@ -18,7 +19,7 @@ from tracseq_kit.events._binding import ContentMode, KafkaMessage, to_kafka
 from tracseq_kit.events._cloudevent import CloudEvent
 from tracseq_kit.telemetry._propagation import extract_kafka_context, kafka_trace_headers
 
-__all__ = ["Inbox", "Outbox", "OutboxRelay", "migrate"]
+__all__ = ["Inbox", "Outbox", "OutboxRelay", "migrate", "running_relay"]
 
 logger = logging.getLogger("tracseq_kit.events")
 
@@ -286,6 +287,28 @@ class OutboxRelay:
 
         await conn.add_listener(CHANNEL, callback)
         return _Release()
+
+
+@asynccontextmanager
+async def running_relay(
+    pool: Any, bootstrap_servers: str, *, stop_timeout: float = 10.0, **relay_options: Any
+) -> AsyncIterator[OutboxRelay]:
+    """Run an :class:`OutboxRelay` with its own :class:`EventPublisher` for the block.
+
+    For a service's lifespan: the relay publishes the outbox while the service runs and
+    is stopped (current round finished, at most ``stop_timeout`` s) when the block ends.
+    ``relay_options`` go to :class:`OutboxRelay`.
+    """
+    from tracseq_kit.events._publisher import EventPublisher
+
+    async with EventPublisher(bootstrap_servers) as publisher:
+        relay = OutboxRelay(pool, publisher, **relay_options)
+        task = asyncio.create_task(relay.run())
+        try:
+            yield relay
+        finally:
+            relay.stop()
+            await asyncio.wait_for(task, stop_timeout)
 
 
 class _RoundFailed(Exception):
