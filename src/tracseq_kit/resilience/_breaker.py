@@ -410,6 +410,37 @@ class CircuitBreaker:
         self._n_ignored += 1
         await self._release(permit.generation)
 
+    # Synchronous twins of admit/record/release for blocking code (the sync client).
+    # They work on local state only: a fleet breaker's state lives behind an async
+    # Redis client.
+
+    def admit_nowait(self) -> Permit:
+        """Blocking-code twin of :meth:`admit`.
+
+        Raises :class:`~tracseq_kit.CircuitOpenError` when the call must not be made,
+        and :class:`~tracseq_kit.ConfigurationError` for a fleet breaker (``store=``),
+        whose shared state needs the async API.
+        """
+        if self._fleet is not None:
+            raise ConfigurationError(
+                f"breaker {self.name!r} shares its state through Redis; use the async API"
+            )
+        gen = self._generation if self._fast else self._admit_local()
+        return _new_tuple(Permit, (gen, self._clock() if self._timed else 0.0))
+
+    def record_nowait(self, permit: Permit, *, ok: bool) -> None:
+        """Blocking-code twin of :meth:`record` (local breakers only)."""
+        if ok and self._fast and permit.generation == self._generation:
+            self._pending += 1
+            return
+        self._record_local(permit.generation, permit.started, SUCCESS if ok else FAILURE)
+
+    def release_nowait(self, permit: Permit) -> None:
+        """Blocking-code twin of :meth:`release` (local breakers only)."""
+        self._n_ignored += 1
+        if permit.generation == self._generation and self._state is _HALF_OPEN:
+            self._probes_admitted = max(0, self._probes_admitted - 1)
+
     def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """Decorate an async function so every call goes through :meth:`call`."""
 
@@ -518,7 +549,37 @@ class CircuitBreaker:
                 await self._fleet.release()
 
     async def _record(self, gen: int, start: float, outcome: int) -> None:
+        fleet = self._fleet
+        if fleet is None or not fleet.healthy:
+            self._record_local(gen, start, outcome)
+            return
         now = self._clock() if self._timed else 0.0
+        outcome = self._count(gen, start, outcome, now)
+        if outcome < 0:
+            return
+        if self._state is _CLOSED:
+            self._flush()
+            self._window.record(outcome, now)
+            fleet.count(outcome)
+        elif self._state is _HALF_OPEN:
+            await fleet.probe_result(outcome)
+
+    def _record_local(self, gen: int, start: float, outcome: int) -> None:
+        """:meth:`_record` on local state (no fleet store, or an unhealthy one)."""
+        now = self._clock() if self._timed else 0.0
+        outcome = self._count(gen, start, outcome, now)
+        if outcome < 0:
+            return
+        if self._state is _CLOSED:
+            self._flush()
+            self._window.record(outcome, now)
+            if outcome != SUCCESS:
+                self._evaluate(now if self._timed else self._clock())
+        elif self._state is _HALF_OPEN:
+            self._probe_outcome(outcome, self._clock())
+
+    def _count(self, gen: int, start: float, outcome: int, now: float) -> int:
+        """Update the counters; return the outcome (slow flag added), or -1 if late."""
         if self._slow_duration is not None and now - start >= self._slow_duration:
             outcome |= SLOW_SUCCESS
             self._n_slow += 1
@@ -528,21 +589,8 @@ class CircuitBreaker:
             self._n_success += 1
         if gen != self._generation:
             self._n_late += 1
-            return
-        state = self._state
-        shared = self._fleet is not None and self._fleet.healthy
-        if state is _CLOSED:
-            self._flush()
-            self._window.record(outcome, now)
-            if shared:
-                self._fleet.count(outcome)  # type: ignore[union-attr]
-            elif outcome != SUCCESS:
-                self._evaluate(now if self._timed else self._clock())
-        elif state is _HALF_OPEN:
-            if shared:
-                await self._fleet.probe_result(outcome)  # type: ignore[union-attr]
-            else:
-                self._probe_outcome(outcome, self._clock())
+            return -1
+        return outcome
 
     def _evaluate(self, now: float) -> None:
         totals = self._window.totals(now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import random as _random
+import time
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
@@ -157,21 +158,44 @@ class Retry:
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``await fn(*args, **kwargs)``, retrying as configured; return its result."""
-        start = self._clock()
-        if self._budget is not None:
-            self._budget.record_request()
+        start = self.begin()
         attempt = 1
         while True:
             try:
                 return await fn(*args, **kwargs)
             except Exception as exc:
-                delay = self._next_delay(exc, attempt, start)
+                delay = self.next_delay(exc, attempt=attempt, started=start)
                 if delay is None:
                     raise
             attempt += 1
             await self._sleep(delay)
 
-    def _next_delay(self, exc: Exception, attempt: int, start: float) -> float | None:
+    # The steps of :meth:`call`, for callers that run their own loop (the sync client).
+
+    def begin(self) -> float:
+        """Start one logical call: count it in the budget and return its start time."""
+        if self._budget is not None:
+            self._budget.record_request()
+        return self._clock()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` between attempts (no real wait in :func:`deterministic_mode`)."""
+        await self._sleep(seconds)
+
+    def sleep_sync(self, seconds: float) -> None:
+        """Blocking twin of :meth:`sleep`, for synchronous callers."""
+        if isinstance(self._clock, ManualClock):
+            self._clock.advance(seconds)
+        else:
+            time.sleep(seconds)
+
+    def next_delay(self, exc: Exception, *, attempt: int, started: float) -> float | None:
+        """The wait before retrying after attempt number ``attempt`` failed with ``exc``.
+
+        ``started`` is what :meth:`begin` returned. Returns None when the call must
+        not be retried (the error is not retriable, or an attempt, time, deadline or
+        budget limit would be passed); the reason is added to ``exc`` as a note.
+        """
         if not self._retry_on(exc):
             return None
         if attempt >= self.attempts:
@@ -184,7 +208,7 @@ class Retry:
                 exc.add_note(f"not retried: asked to wait {hint:.3f}s")
                 return None
             delay = max(delay, hint)
-        elapsed = self._clock() - start
+        elapsed = self._clock() - started
         if self._total is not None and elapsed + delay > self._total:
             exc.add_note(f"not retried: total_timeout {self._total}s would pass")
             return None
