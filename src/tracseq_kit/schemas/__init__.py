@@ -4,13 +4,16 @@ Request bodies forbid unknown fields (a typo is a clear 422); responses ignore f
 they do not know, so an older client keeps working against a newer server.
 """
 
+from tracseq_kit.schemas._base import ResponseModel
 from tracseq_kit.schemas._events import (
+    EventAccepted,
     EventPage,
     ReplayJob,
     ReplayRequest,
     StoredEvent,
     TypeCount,
 )
+from tracseq_kit.schemas._health import HealthStatus
 from tracseq_kit.schemas._submissions import SheetProblem, SubmissionReport
 from tracseq_kit.schemas._templates import (
     CrossFieldRule,
@@ -28,12 +31,15 @@ from tracseq_kit.schemas._templates import (
 
 __all__ = [
     "CrossFieldRule",
+    "EventAccepted",
     "EventPage",
     "FieldDefinition",
     "FieldRules",
     "FieldType",
+    "HealthStatus",
     "ReplayJob",
     "ReplayRequest",
+    "ResponseModel",
     "SheetProblem",
     "StoredEvent",
     "SubmissionReport",

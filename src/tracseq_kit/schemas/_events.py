@@ -7,14 +7,22 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["EventPage", "ReplayJob", "ReplayRequest", "StoredEvent", "TypeCount"]
+from tracseq_kit.schemas._base import ResponseModel
+
+__all__ = [
+    "EventAccepted",
+    "EventPage",
+    "ReplayJob",
+    "ReplayRequest",
+    "StoredEvent",
+    "TypeCount",
+]
 
 
-class StoredEvent(BaseModel):
+class StoredEvent(ResponseModel):
     """An event as the event service stores it: CloudEvent attributes, data, the trace
     it travelled in, its topic, and ``seq``, the order in which it was stored."""
 
-    model_config = ConfigDict(extra="ignore")
 
     seq: int
     id: str
@@ -28,10 +36,9 @@ class StoredEvent(BaseModel):
     stored_at: datetime
 
 
-class EventPage(BaseModel):
+class EventPage(ResponseModel):
     """One page of events, newest first; pass ``next_cursor`` back as ``cursor``."""
 
-    model_config = ConfigDict(extra="ignore")
 
     items: list[StoredEvent]
     next_cursor: str | None = None
@@ -50,10 +57,9 @@ class ReplayRequest(BaseModel):
     until: datetime | None = None
 
 
-class ReplayJob(BaseModel):
+class ReplayJob(ResponseModel):
     """Progress of a replay: ``done`` of ``total`` events re-published so far."""
 
-    model_config = ConfigDict(extra="ignore")
 
     id: str
     target_topic: str
@@ -65,11 +71,17 @@ class ReplayJob(BaseModel):
     finished_at: datetime | None = None
 
 
-class TypeCount(BaseModel):
+class TypeCount(ResponseModel):
     """How many events of one type from one source arrived in the window."""
 
-    model_config = ConfigDict(extra="ignore")
 
     type: str
     source: str
     count: int
+
+
+class EventAccepted(ResponseModel):
+    """The event service's answer to a publish: the event's ``id``, now in its outbox."""
+
+    id: str
+    status: str = "accepted"

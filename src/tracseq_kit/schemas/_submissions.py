@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from tracseq_kit.schemas._base import ResponseModel
 
 __all__ = ["SheetProblem", "SubmissionReport"]
 
 
-class SheetProblem(BaseModel):
+class SheetProblem(ResponseModel):
     """One problem: where (``row`` is the 1-based data row, ``None`` for the header;
     ``column`` the header text) and which ``rule`` failed, in words in ``message``."""
 
@@ -21,10 +23,9 @@ class SheetProblem(BaseModel):
     message: str
 
 
-class SubmissionReport(BaseModel):
+class SubmissionReport(ResponseModel):
     """Every problem of a sheet, and its normalised typed rows when it is valid."""
 
-    model_config = ConfigDict(extra="ignore")
 
     valid: bool
     rows_checked: int

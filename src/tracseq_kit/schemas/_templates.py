@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tracseq_kit.schemas._base import ResponseModel
+
 __all__ = [
     "CrossFieldRule",
     "FieldDefinition",
@@ -37,10 +39,7 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _Response(BaseModel):
-    """Responses tolerate fields a newer server adds."""
-
-    model_config = ConfigDict(extra="ignore")
+_Response = ResponseModel
 
 
 class FieldType(StrEnum):
