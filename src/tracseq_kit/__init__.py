@@ -6,14 +6,28 @@ Each capability lives in one subpackage with one public import path:
 - :mod:`tracseq_kit.local`: embedded PostgreSQL, Redis and Kafka-protocol broker
 - :mod:`tracseq_kit.testing`: the pytest plugin and public test doubles
 - :mod:`tracseq_kit.telemetry`: metrics registry, logging and tracing setup
+- :mod:`tracseq_kit.service`: the service chassis (``create_service``)
+- :mod:`tracseq_kit.resilience`: circuit breaker, retry, deadline, bulkhead
+- :mod:`tracseq_kit.ratelimit`: rate limiters in memory or Redis
+- :mod:`tracseq_kit.events`: CloudEvents on Kafka with a PostgreSQL outbox
+- :mod:`tracseq_kit.gateway`: the API gateway's building blocks
+- :mod:`tracseq_kit.schemas` and :mod:`tracseq_kit.sheets`: API models, sheet validation
+- :mod:`tracseq_kit.client`: the typed HTTP client (sync and async)
 
 The error tree (:class:`TracSeqError` and its subclasses) is exported here.
 """
 
 from tracseq_kit._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
     BulkheadFullError,
     CircuitOpenError,
     ConfigurationError,
+    ConflictError,
     DeadlineExceededError,
     DependencyUnavailableError,
     EmbeddedServerError,
@@ -21,22 +35,36 @@ from tracseq_kit._exceptions import (
     EventError,
     InfrastructureError,
     MissingDependencyError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
     PublishError,
     PublishTimeoutError,
     RateLimitExceededError,
+    RequestTimeoutError,
     ResilienceError,
     RetryBudgetExhaustedError,
+    ServerError,
     SheetError,
     SheetTooLargeError,
+    TooManyRequestsError,
     TracSeqError,
     UnknownEventTypeError,
+    UnprocessableEntityError,
 )
 from tracseq_kit._version import __version__
 
 __all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
     "BulkheadFullError",
     "CircuitOpenError",
     "ConfigurationError",
+    "ConflictError",
     "DeadlineExceededError",
     "DependencyUnavailableError",
     "EmbeddedServerError",
@@ -44,14 +72,21 @@ __all__ = [
     "EventError",
     "InfrastructureError",
     "MissingDependencyError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
     "PublishError",
     "PublishTimeoutError",
     "RateLimitExceededError",
+    "RequestTimeoutError",
     "ResilienceError",
     "RetryBudgetExhaustedError",
+    "ServerError",
     "SheetError",
     "SheetTooLargeError",
+    "TooManyRequestsError",
     "TracSeqError",
     "UnknownEventTypeError",
+    "UnprocessableEntityError",
     "__version__",
 ]

@@ -21,19 +21,42 @@ retry machinery reads: ``True`` means the same call may succeed if tried again l
     ├── RateLimitExceededError        a limiter rejected the request; ``retry_after``
     ├── SheetError                    a sample sheet cannot be read (empty, encoding, …)
     │   └── SheetTooLargeError        a sheet exceeds the size or row limit
-    └── EventError
-        ├── EventEncodingError        an event could not be encoded or decoded
-        ├── UnknownEventTypeError     no payload model is registered for an event type
-        └── PublishError              an event could not be published        (retriable)
-            └── PublishTimeoutError   the broker did not acknowledge in time  (retriable)
+    ├── EventError
+    │   ├── EventEncodingError        an event could not be encoded or decoded
+    │   ├── UnknownEventTypeError     no payload model is registered for an event type
+    │   └── PublishError              an event could not be published        (retriable)
+    │       └── PublishTimeoutError   the broker did not acknowledge in time  (retriable)
+    └── APIError                      a TracSeq API call failed (the typed client)
+        ├── APIConnectionError        no response: refused, reset, DNS        (retriable)
+        │   └── APITimeoutError       no response in time (also a TimeoutError) (retriable)
+        └── APIStatusError            an error status; ``status``, ``request_id``, ``problem``
+            ├── BadRequestError       400
+            ├── AuthenticationError   401
+            ├── PermissionDeniedError 403
+            ├── NotFoundError         404
+            ├── RequestTimeoutError   408                                   (retriable)
+            ├── ConflictError         409
+            ├── PayloadTooLargeError  413
+            ├── UnprocessableEntityError 422; ``errors`` lists the field errors
+            ├── TooManyRequestsError  429; ``retry_after``                  (retriable)
+            └── ServerError           5xx; ``retry_after`` when sent          (retriable)
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
     "BulkheadFullError",
     "CircuitOpenError",
     "ConfigurationError",
+    "ConflictError",
     "DeadlineExceededError",
     "DependencyUnavailableError",
     "EmbeddedServerError",
@@ -41,15 +64,22 @@ __all__ = [
     "EventError",
     "InfrastructureError",
     "MissingDependencyError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
     "PublishError",
     "PublishTimeoutError",
     "RateLimitExceededError",
+    "RequestTimeoutError",
     "ResilienceError",
     "RetryBudgetExhaustedError",
+    "ServerError",
     "SheetError",
     "SheetTooLargeError",
+    "TooManyRequestsError",
     "TracSeqError",
     "UnknownEventTypeError",
+    "UnprocessableEntityError",
 ]
 
 
@@ -182,3 +212,133 @@ class PublishError(EventError):
 
 class PublishTimeoutError(PublishError, TimeoutError):
     """The broker did not acknowledge a publish within the allowed time."""
+
+
+class APIError(TracSeqError):
+    """A call of the typed client (:mod:`tracseq_kit.client`) failed.
+
+    ``method`` and ``url`` name the request. Subclasses say whether an answer came.
+    """
+
+    def __init__(self, message: str, *, method: str = "", url: str = "") -> None:
+        self.method = method
+        self.url = url
+        super().__init__(message)
+
+
+class APIConnectionError(APIError):
+    """No response arrived: the connection was refused or reset, or the name is unknown.
+
+    Check the base URL (``TRACSEQ_BASE_URL``) and that the service is running.
+    """
+
+    retriable = True
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """No response arrived within the timeout (or the call's deadline)."""
+
+
+class APIStatusError(APIError):
+    """The server answered with an error status.
+
+    ``status`` is the HTTP status, ``request_id`` the server's ``X-Request-ID`` (quote
+    it when asking for help), ``problem`` the RFC 9457 problem document (``{}`` if the
+    body was not one), ``detail`` its human-readable explanation and ``response`` the
+    :class:`httpx.Response`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        request_id: str | None = None,
+        problem: dict[str, Any] | None = None,
+        response: Any = None,
+        method: str = "",
+        url: str = "",
+    ) -> None:
+        self.status = status
+        self.request_id = request_id
+        self.problem: dict[str, Any] = problem or {}
+        detail = self.problem.get("detail")
+        self.detail: str | None = detail if isinstance(detail, str) else None
+        self.response = response
+        super().__init__(message, method=method, url=url)
+
+
+class BadRequestError(APIStatusError):
+    """400: the request was malformed (bad JSON, a bad cursor, an unreadable header)."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: no or invalid credentials; set ``TRACSEQ_API_TOKEN`` or pass ``token=``."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the credentials are valid but do not allow this call."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the template, version, event or job does not exist."""
+
+
+class RequestTimeoutError(APIStatusError):
+    """408: the server gave up waiting for the request."""
+
+    retriable = True
+
+
+class ConflictError(APIStatusError):
+    """409: the call conflicts with the resource's state (e.g. editing an archived template)."""
+
+
+class PayloadTooLargeError(APIStatusError):
+    """413: the body (e.g. a sample sheet) exceeds the server's size or row limit."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the request is well-formed but invalid.
+
+    ``errors`` lists the field errors as ``{"field", "message", "type"}`` dicts (empty
+    when the server gave only a ``detail``).
+    """
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """The field errors from the problem document."""
+        found = self.problem.get("errors")
+        return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
+
+
+class TooManyRequestsError(APIStatusError):
+    """429: a rate limit was hit; ``retry_after`` is the server's wait in seconds."""
+
+    retriable = True
+
+    @property
+    def retry_after(self) -> float | None:
+        """The ``Retry-After`` wait in seconds, or None if the server sent none."""
+        return _retry_after(self.response)
+
+
+class ServerError(APIStatusError):
+    """5xx: the server or a service behind the gateway failed; often passes on retry."""
+
+    retriable = True
+
+    @property
+    def retry_after(self) -> float | None:
+        """The ``Retry-After`` wait in seconds (e.g. an open breaker's 503), or None."""
+        return _retry_after(self.response)
+
+
+def _retry_after(response: Any) -> float | None:
+    value = getattr(response, "headers", {}).get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare from TracSeq services; fall back to backoff
