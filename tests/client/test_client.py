@@ -153,6 +153,8 @@ def test_request_body_that_is_not_a_template_is_refused_before_sending() -> None
     c = client(lambda r: pytest.fail("nothing should be sent"))
     with pytest.raises(ConfigurationError):
         c.templates.create("not a template")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"invalid template: name: .*; fields\.0\.type"):
+        c.templates.create({"name": "", "fields": [{"name": "a", "type": "colour"}]})
 
 
 # -- retries and idempotency ----------------------------------------------------------------
@@ -345,6 +347,45 @@ def test_validate_submission_from_rows_a_path_and_a_file(tmp_path: Any) -> None:
         c.templates.validate_submission("tpl-1", tmp_path / "missing.csv")
     with pytest.raises(ConfigurationError, match="exactly one"):
         c.templates.validate_submission("tpl-1")
+
+
+@pytest.mark.parametrize("size", [0, 1, 64 * 1024, 200_000])
+def test_upload_progress_reaches_the_total_on_every_attempt(size: int) -> None:
+    received: list[tuple[str | None, bytes]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        received.append((request.headers.get("content-length"), request.read()))
+        if len(received) == 1:
+            return problem(503, "busy")
+        return httpx.Response(200, json={"valid": True, "rows_checked": 1})
+
+    sheet = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    seen: list[tuple[int, int]] = []
+    report = client(handler).templates.validate_submission(
+        "tpl-1", sheet, progress=lambda done, total: seen.append((done, total))
+    )
+    assert report.valid and len(received) == 2
+    assert all(body == sheet for _, body in received)
+    if size:
+        assert all(length == str(size) for length, _ in received)
+        assert seen.count((size, size)) == 2 and seen.count((0, size)) == 2
+        assert [done for done, _ in seen] == sorted(done for done, _ in seen[: len(seen) // 2]) * 2
+
+
+@pytest.mark.anyio
+async def test_async_upload_progress() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.read() == b"a,b\n" * 50_000
+        return httpx.Response(200, json={"valid": True, "rows_checked": 50_000})
+
+    seen: list[tuple[int, int]] = []
+    async with AsyncTracSeqClient(
+        "http://tracseq.test", transport=httpx.MockTransport(handler)
+    ) as c:
+        await c.templates.validate_submission(
+            "tpl-1", b"a,b\n" * 50_000, progress=lambda d, t: seen.append((d, t))
+        )
+    assert seen[0] == (0, 200_000) and seen[-1] == (200_000, 200_000) and len(seen) == 5
 
 
 def test_add_field_appends_and_refuses_duplicates() -> None:

@@ -14,7 +14,15 @@ from httpx_sse import EventSource, SSEError
 
 from tracseq_kit._exceptions import APIConnectionError, APIError
 from tracseq_kit.client import _calls as C
-from tracseq_kit.client._base import NOT_GIVEN, BaseClient, Call, NotGiven, parse
+from tracseq_kit.client._base import (
+    NOT_GIVEN,
+    BaseClient,
+    Call,
+    NotGiven,
+    Progress,
+    _AsyncUpload,
+    parse,
+)
 from tracseq_kit.events import CloudEvent
 from tracseq_kit.resilience import CircuitBreaker, Retry, remaining
 from tracseq_kit.schemas import (
@@ -37,7 +45,6 @@ __all__ = ["AsyncPager", "AsyncTracSeqClient"]
 
 T = TypeVar("T")
 
-Progress = Callable[[int, int], None]
 """Called with (done, total): bytes sent for uploads, events for replays."""
 
 
@@ -95,6 +102,8 @@ class AsyncTracSeqClient(BaseClient):
     :class:`~tracseq_kit.ConfigurationError` for bad options; calls raise the
     :class:`~tracseq_kit.APIError` family.
     """
+
+    _upload = _AsyncUpload
 
     def __init__(
         self,
@@ -326,14 +335,21 @@ class Templates:
         rows: Iterable[Mapping[str, Any]] | None = None,
         version: int | None = None,
         include_rows: bool = True,
+        progress: Progress | None = None,
     ) -> SubmissionReport:
         """Validate a sample sheet (path, bytes, binary file, or ``rows`` of dicts).
 
         Checks against ``version`` or the latest published version. Every problem is in
         the report; only an unreadable sheet (422) or one over the limits (413) raises.
+        ``progress(sent, total)`` follows the upload (bytes), on every attempt.
         """
         call = C.validate_submission(
-            template_id, sheet, rows, version=version, include_rows=include_rows
+            template_id,
+            sheet,
+            rows,
+            version=version,
+            include_rows=include_rows,
+            progress=progress,
         )
         return await self._c._run(call, C.REPORT)
 

@@ -8,7 +8,7 @@ import os
 import platform
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, TypeVar
 
@@ -45,10 +45,16 @@ __all__ = [
     "Call",
     "NotGiven",
     "Options",
+    "Progress",
     "default_retry",
 ]
 
 T = TypeVar("T")
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: called as an upload or a replay advances."""
+
+_UPLOAD_CHUNK: Final = 64 * 1024
 
 ENV_BASE_URL: Final = "TRACSEQ_BASE_URL"
 ENV_TOKEN: Final = "TRACSEQ_API_TOKEN"
@@ -145,6 +151,34 @@ class Call:
     replay_safe: bool = True
     accept_status: frozenset[int] = frozenset()
     headers: Mapping[str, str] | None = None
+    progress: Progress | None = None
+
+
+class _SyncUpload:
+    """Request content that reports ``progress(sent, total)``; each attempt re-reads it."""
+
+    def __init__(self, data: bytes, progress: Progress) -> None:
+        self._data = data
+        self._progress = progress
+
+    def __iter__(self) -> Iterator[bytes]:
+        view, total = memoryview(self._data), len(self._data)
+        self._progress(0, total)
+        for start in range(0, total, _UPLOAD_CHUNK):
+            chunk = bytes(view[start : start + _UPLOAD_CHUNK])
+            yield chunk
+            self._progress(start + len(chunk), total)
+
+
+class _AsyncUpload:
+    """:class:`_SyncUpload` for ``httpx.AsyncClient`` (which takes only async iterables)."""
+
+    def __init__(self, data: bytes, progress: Progress) -> None:
+        self._chunks = _SyncUpload(data, progress)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            yield chunk
 
 
 def _clean_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -176,6 +210,8 @@ def encode_body(body: Any) -> bytes:
 
 class BaseClient:
     """Configuration and decisions of :class:`TracSeqClient` / :class:`AsyncTracSeqClient`."""
+
+    _upload: type[_SyncUpload] | type[_AsyncUpload] = _SyncUpload
 
     _options: Options
     _headers: dict[str, str]
@@ -262,6 +298,10 @@ class BaseClient:
             timeout = max(0.001, min(timeout, left))
         if call.headers:
             headers.update(call.headers)
+        if call.progress is not None and content:
+            # A set Content-Length keeps httpx from switching to chunked encoding.
+            headers["content-length"] = str(len(content))
+            content = self._upload(content, call.progress)  # type: ignore[assignment]
         return {
             "method": call.method,
             "url": self._options.base_url + call.path,

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import IO, Any, TypeAlias
 from urllib.parse import quote
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tracseq_kit._exceptions import ConfigurationError
-from tracseq_kit.client._base import Call
+from tracseq_kit.client._base import Call, Progress
 from tracseq_kit.events import CloudEvent
 from tracseq_kit.schemas import (
     EventAccepted,
@@ -64,7 +64,14 @@ def _model(value: Any, model: type[BaseModel], what: str) -> Any:
     if isinstance(value, model):
         return value
     if isinstance(value, Mapping):
-        return model.model_validate(dict(value))
+        try:
+            return model.model_validate(dict(value))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or '(top)'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise ConfigurationError(f"invalid {what}: {problems}") from None
     raise ConfigurationError(f"{what} must be a {model.__name__} or a dict, got {value!r}")
 
 
@@ -141,6 +148,7 @@ def validate_submission(
     *,
     version: int | None,
     include_rows: bool,
+    progress: Progress | None = None,
 ) -> Call:
     content, content_type = sheet_body(sheet, rows)
     params = {"version": version, "include_rows": str(include_rows).lower()}
@@ -150,6 +158,7 @@ def validate_submission(
         params,
         content=content,
         content_type=content_type,
+        progress=progress,
     )
 
 

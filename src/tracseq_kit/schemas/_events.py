@@ -23,7 +23,6 @@ class StoredEvent(ResponseModel):
     """An event as the event service stores it: CloudEvent attributes, data, the trace
     it travelled in, its topic, and ``seq``, the order in which it was stored."""
 
-
     seq: int
     id: str
     type: str
@@ -38,7 +37,6 @@ class StoredEvent(ResponseModel):
 
 class EventPage(ResponseModel):
     """One page of events, newest first; pass ``next_cursor`` back as ``cursor``."""
-
 
     items: list[StoredEvent]
     next_cursor: str | None = None
@@ -60,7 +58,6 @@ class ReplayRequest(BaseModel):
 class ReplayJob(ResponseModel):
     """Progress of a replay: ``done`` of ``total`` events re-published so far."""
 
-
     id: str
     target_topic: str
     status: str
@@ -73,7 +70,6 @@ class ReplayJob(ResponseModel):
 
 class TypeCount(ResponseModel):
     """How many events of one type from one source arrived in the window."""
-
 
     type: str
     source: str

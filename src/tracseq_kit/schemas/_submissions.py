@@ -26,7 +26,6 @@ class SheetProblem(ResponseModel):
 class SubmissionReport(ResponseModel):
     """Every problem of a sheet, and its normalised typed rows when it is valid."""
 
-
     valid: bool
     rows_checked: int
     header_problems: list[SheetProblem] = Field(default_factory=list)
