@@ -8,17 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from examples.event_service.app import EventServiceSettings
-from examples.event_service.app import create_app as create_event_service
-from examples.template_service.app import TemplateServiceSettings
-from examples.template_service.app import create_app as create_template_service
-from pydantic import SecretStr
-from services_support import serve
+from services_support import serve_stack
 
 from tracseq_kit import ConflictError, NotFoundError, UnprocessableEntityError
 from tracseq_kit.client import AsyncTracSeqClient, TracSeqClient
 from tracseq_kit.events import CloudEvent
-from tracseq_kit.gateway import Gateway, parse_config
 from tracseq_kit.schemas import TemplateStatus
 from tracseq_kit.testing import PostgresSchema
 
@@ -30,33 +24,13 @@ SHEET_BAD = b"sample_id,volume_ul\nS-001,-4\n,30\n"
 def gateway_url(
     postgres_schema: PostgresSchema, postgres_database: str, kafka_bootstrap: str
 ) -> Iterator[str]:
-    templates = TemplateServiceSettings(
-        postgres_dsn=SecretStr(postgres_schema.dsn), kafka_bootstrap=kafka_bootstrap
-    )
-    events = EventServiceSettings(
-        postgres_dsn=SecretStr(postgres_database),
+    with serve_stack(
+        template_dsn=postgres_schema.dsn,
+        event_dsn=postgres_database,
         kafka_bootstrap=kafka_bootstrap,
         group_id=f"contract-{time.monotonic_ns()}",
-        poll_interval=0.1,
-    )
-    with (
-        serve(create_template_service(templates)) as template_url,
-        serve(create_event_service(events)) as event_url,
-    ):
-        config = parse_config(
-            {
-                "pools": {
-                    "templates": {"instances": [template_url.removeprefix("http://")]},
-                    "events": {"instances": [event_url.removeprefix("http://")]},
-                },
-                "routes": [
-                    {"prefix": "/api/templates", "upstream": "templates"},
-                    {"prefix": "/api/events", "upstream": "events", "timeout": 60},
-                ],
-            }
-        )
-        with serve(Gateway(config)) as gateway:
-            yield gateway
+    ) as gateway:
+        yield gateway
 
 
 def wait_for(predicate: Any, seconds: float = 40) -> Any:

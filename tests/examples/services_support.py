@@ -1,4 +1,5 @@
-"""Serving an example service with uvicorn on a free loopback port, for tests."""
+"""Serving the example services (and the gateway in front of them) on free loopback ports,
+for tests."""
 
 from __future__ import annotations
 
@@ -31,3 +32,45 @@ def serve(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@contextlib.contextmanager
+def serve_stack(
+    *, template_dsn: str, event_dsn: str, kafka_bootstrap: str, group_id: str
+) -> Iterator[str]:
+    """The template and event services behind a gateway; yield the gateway's base URL."""
+    from examples.event_service.app import EventServiceSettings
+    from examples.event_service.app import create_app as create_event_service
+    from examples.template_service.app import TemplateServiceSettings
+    from examples.template_service.app import create_app as create_template_service
+    from pydantic import SecretStr
+
+    from tracseq_kit.gateway import Gateway, parse_config
+
+    templates = TemplateServiceSettings(
+        postgres_dsn=SecretStr(template_dsn), kafka_bootstrap=kafka_bootstrap
+    )
+    events = EventServiceSettings(
+        postgres_dsn=SecretStr(event_dsn),
+        kafka_bootstrap=kafka_bootstrap,
+        group_id=group_id,
+        poll_interval=0.1,
+    )
+    with (
+        serve(create_template_service(templates)) as template_url,
+        serve(create_event_service(events)) as event_url,
+    ):
+        config = parse_config(
+            {
+                "pools": {
+                    "templates": {"instances": [template_url.removeprefix("http://")]},
+                    "events": {"instances": [event_url.removeprefix("http://")]},
+                },
+                "routes": [
+                    {"prefix": "/api/templates", "upstream": "templates"},
+                    {"prefix": "/api/events", "upstream": "events", "timeout": 60},
+                ],
+            }
+        )
+        with serve(Gateway(config)) as gateway:
+            yield gateway

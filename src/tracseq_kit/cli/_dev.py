@@ -1,11 +1,4 @@
-"""The ``tracseq`` command.
-
-One function per subcommand: ``_add_<name>(subparsers)`` declares it and
-``_run_<name>(args)`` runs it and returns the exit status.
-
-- ``tracseq dev``: start embedded PostgreSQL, Redis and a Kafka-protocol broker, print
-  their URLs, and keep them running until Ctrl-C or SIGTERM.
-"""
+"""``tracseq dev``: the local development stack."""
 
 from __future__ import annotations
 
@@ -15,42 +8,18 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from types import FrameType
 
 from tracseq_kit._exceptions import TracSeqError
-from tracseq_kit._version import __version__
 
-__all__ = ["main"]
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``tracseq`` command line; return the process exit status."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    handler: Handler | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return 2
-    return handler(args)
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tracseq", description="Tools for TracSeq services built with tracseq-kit."
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    _add_dev(subparsers)
-    return parser
+__all__ = ["add_dev", "run_dev"]
 
 
 # -- tracseq dev ------------------------------------------------------------------------
 
 
-def _add_dev(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_dev(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dev = subparsers.add_parser(
         "dev",
         help="run the local development stack until Ctrl-C",
@@ -61,10 +30,10 @@ def _add_dev(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--kafka-brokers", type=int, default=1, metavar="N", help="mock Kafka brokers (1)"
     )
     dev.add_argument("--quiet", action="store_true", help="do not log start and stop times")
-    dev.set_defaults(handler=_run_dev)
+    dev.set_defaults(handler=run_dev)
 
 
-def _run_dev(args: argparse.Namespace) -> int:
+def run_dev(args: argparse.Namespace) -> int:
     from tracseq_kit.local import EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis
 
     if args.kafka_brokers < 1:
@@ -111,7 +80,3 @@ def _stop_requested() -> Iterator[threading.Event]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
