@@ -5,6 +5,7 @@
   models of :mod:`tracseq_kit.schemas`
 - :class:`Pager` / :class:`AsyncPager`: lazy, auto-paginating listings
 - :func:`default_retry`: the retry policy clients use unless given another
+- :class:`FastTransport`: the gateway's pooled HTTP/1.1 client as an httpx transport
 
 Configuration comes from arguments or the environment (``TRACSEQ_BASE_URL``,
 ``TRACSEQ_API_TOKEN``). Errors are the :class:`~tracseq_kit.APIError` family of the
@@ -15,11 +16,13 @@ the HTTP status, the request id and the server's problem document.
 from tracseq_kit.client._async import AsyncPager, AsyncTracSeqClient
 from tracseq_kit.client._base import NOT_GIVEN, default_retry
 from tracseq_kit.client._sync import Pager, TracSeqClient
+from tracseq_kit.client._transport import FastTransport
 
 __all__ = [
     "NOT_GIVEN",
     "AsyncPager",
     "AsyncTracSeqClient",
+    "FastTransport",
     "Pager",
     "TracSeqClient",
     "default_retry",
