@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, TypeAlias
 from urllib.parse import quote
@@ -42,15 +43,17 @@ SheetInput: TypeAlias = str | os.PathLike[str] | bytes | IO[bytes]
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-TEMPLATE = Template.model_validate_json
-TEMPLATES = TypeAdapter(list[Template]).validate_json
-TEMPLATE_PAGE = TemplatePage.model_validate_json
-REPORT = SubmissionReport.model_validate_json
-EVENT = StoredEvent.model_validate_json
-EVENT_PAGE = EventPage.model_validate_json
-ACCEPTED = EventAccepted.model_validate_json
-JOB = ReplayJob.model_validate_json
-STATS = TypeAdapter(list[TypeCount]).validate_json
+# Responses ignore attributes a newer server adds, in nested models too (FieldDefinition
+# forbids unknown keys in requests, where they are typos).
+TEMPLATE = partial(Template.model_validate_json, extra="ignore")
+TEMPLATES = partial(TypeAdapter(list[Template]).validate_json, extra="ignore")
+TEMPLATE_PAGE = partial(TemplatePage.model_validate_json, extra="ignore")
+REPORT = partial(SubmissionReport.model_validate_json, extra="ignore")
+EVENT = partial(StoredEvent.model_validate_json, extra="ignore")
+EVENT_PAGE = partial(EventPage.model_validate_json, extra="ignore")
+ACCEPTED = partial(EventAccepted.model_validate_json, extra="ignore")
+JOB = partial(ReplayJob.model_validate_json, extra="ignore")
+STATS = partial(TypeAdapter(list[TypeCount]).validate_json, extra="ignore")
 HEALTH_BODY = TypeAdapter(dict[str, Any]).validate_json
 
 
