@@ -48,8 +48,14 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 @contextmanager
-def nginx(body_port: int, proxy_port: int | None = None) -> Iterator[None]:
-    """Run nginx (one worker) answering 'hello world' on ``body_port``.
+def nginx(
+    body_port: int,
+    proxy_port: int | None = None,
+    *,
+    body: str = "hello world",
+    content_type: str = "text/plain",
+) -> Iterator[None]:
+    """Run nginx (one worker) answering ``body`` (default 'hello world') on ``body_port``.
 
     With ``proxy_port`` it also proxies that port to ``body_port`` with keep-alive,
     as a reference reverse proxy.
@@ -81,7 +87,7 @@ http {{
     keepalive_requests 1000000;
     server {{
         listen 127.0.0.1:{body_port};
-        location / {{ default_type text/plain; return 200 "hello world"; }}
+        location / {{ default_type {content_type}; return 200 '{body}'; }}
     }}{proxy}
 }}
 """
