@@ -321,6 +321,25 @@ async def test_rate_limit_seam(pair: list[Upstream]) -> None:
     assert hook.keys[0] == ("per-client", "127.0.0.1")
 
 
+async def test_probes_follow_the_lifecycle_not_the_upstreams() -> None:
+    gw = Gateway(config({"t": ["127.0.0.1:1"]}, [{"prefix": "/", "upstream": "t"}]))
+    transport = httpx.ASGITransport(app=gw)  # no lifespan: still starting
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+        assert (await c.get("/livez")).status_code == 200
+        assert (await c.get("/startupz")).status_code == 503
+        assert (await c.get("/readyz")).json() == {"status": "fail"}
+    async with serve(gw) as base, httpx.AsyncClient(base_url=base) as c:
+        for path in ("/livez", "/startupz", "/readyz"):  # the only upstream is down
+            r = await c.get(path)
+            assert r.status_code == 200 and r.json() == {"status": "pass"}, path
+            assert r.headers["content-type"] == "application/health+json"
+        assert (await c.get("/health")).status_code == 503
+    transport = httpx.ASGITransport(app=gw)  # after shutdown: not ready, still started
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+        assert (await c.get("/readyz")).status_code == 503
+        assert (await c.get("/startupz")).status_code == 200
+
+
 async def test_health_metrics_and_status() -> None:
     with upstreams("a", "b") as ups:
         gw = Gateway(

@@ -158,6 +158,7 @@ class Gateway:
         self._redis: RedisRegistry | None = None
         self._counts = _Counts()
         self._started = clock()
+        self._phase = "starting"  # -> "ready" after startup(), "stopping" at shutdown()
         self._snap = self._build(config, None)
 
     def _guard(self, name: str, pcfg: PoolConfig) -> PoolGuard:
@@ -275,9 +276,11 @@ class Gateway:
             self._tasks.append(loop.create_task(self._watch_file()))
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
                 loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self._phase = "ready"
 
     async def shutdown(self) -> None:
         """Stop background tasks and close upstream connections."""
+        self._phase = "stopping"
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -746,6 +749,21 @@ class Gateway:
         status = 503 if report["status"] == "critical" else 200
         await send_bytes(send, status, body, b"application/json")
 
+    async def _probe(self, send: Send, ok: bool) -> None:
+        body = b'{"status": "pass"}' if ok else b'{"status": "fail"}'
+        await send_bytes(send, 200 if ok else 503, body, b"application/health+json")
+
+    async def _livez_endpoint(self, scope: Scope, send: Send) -> None:
+        await self._probe(send, True)
+
+    async def _startupz_endpoint(self, scope: Scope, send: Send) -> None:
+        await self._probe(send, self._phase != "starting")
+
+    async def _readyz_endpoint(self, scope: Scope, send: Send) -> None:
+        # Upstream health stays out of readiness: when an upstream fails, every replica
+        # sees it, and taking them all out of rotation would only turn 503s into refusals.
+        await self._probe(send, self._phase == "ready")
+
     async def _metrics_endpoint(self, scope: Scope, send: Send) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -775,6 +793,9 @@ class Gateway:
 
 
 _INTERNAL = {
+    "/livez": "_livez_endpoint",
+    "/readyz": "_readyz_endpoint",
+    "/startupz": "_startupz_endpoint",
     "/health": "_health_endpoint",
     "/metrics": "_metrics_endpoint",
     "/status": "_status_endpoint",
