@@ -70,6 +70,19 @@ async def test_closed_passes_results_and_errors_through() -> None:
     assert b.state is BreakerState.CLOSED
 
 
+async def test_async_with_counts_success_without_consulting_result_is_failure() -> None:
+    b = make(ManualClock(), result_is_failure=lambda response: response.status_code >= 500)
+    for _ in range(6):
+        async with b:  # no result to look at: a block that returns is a success
+            pass
+    assert b.state is BreakerState.CLOSED
+    with pytest.raises(Boom):
+        async with b:
+            raise Boom
+    stats = b.stats()
+    assert (stats.successes, stats.failures) == (6, 1)
+
+
 async def test_never_opens_before_minimum_calls() -> None:
     b = make(ManualClock(), minimum_calls=5)
     await fail_n(b, 4)

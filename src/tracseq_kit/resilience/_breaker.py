@@ -471,8 +471,8 @@ class CircuitBreaker:
         if exc is None and self._fast and gen == self._generation:
             self._pending += 1
             return
-        if exc is None:
-            await self._on_result(gen, start, None)
+        if exc is None:  # no result to classify here: result_is_failure is for call()
+            await self._record(gen, start, SUCCESS)
         else:
             await self._on_error(gen, start, exc)
 
