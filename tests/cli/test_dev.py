@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiokafka
@@ -21,6 +25,7 @@ from tracseq_kit.cli import main
 pytestmark = pytest.mark.timeout(120)
 
 TRACSEQ = str(Path(sys.executable).with_name("tracseq"))
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_version() -> None:
@@ -59,9 +64,9 @@ async def _use_every_server(urls: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_dev_serves_real_servers_and_stops_cleanly(stop_signal: signal.Signals) -> None:
+def test_dev_infra_only_serves_real_servers_and_stops_cleanly(stop_signal: signal.Signals) -> None:
     process = psutil.Popen(
-        [TRACSEQ, "dev", "--kafka-brokers", "2"],
+        [TRACSEQ, "dev", "--infra-only", "--kafka-brokers", "2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -121,7 +126,7 @@ def test_dev_reports_a_failed_start_and_stops_what_already_runs(
 
     monkeypatch.setattr(EmbeddedPostgres, "start", recording_start)
 
-    assert main(["dev", "--quiet"]) == 1
+    assert main(["dev", "--infra-only", "--quiet"]) == 1
     out, err = capsys.readouterr()
     assert out.startswith("postgres ")
     assert "tracseq dev: embedded Redis server exited with status 1" in err
@@ -129,3 +134,156 @@ def test_dev_reports_a_failed_start_and_stops_what_already_runs(
     assert [s.running for s in started] == [False]
     socket_dir = parse_qs(urlsplit(out.split()[1]).query)["host"][0]
     assert not Path(socket_dir).exists()
+
+
+# -- the whole stack ------------------------------------------------------------------------
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _port_options(gateway: int, templates: int, events: int) -> list[str]:
+    return [
+        *("--gateway-port", str(gateway)),
+        *("--template-port", str(templates)),
+        *("--event-port", str(events)),
+    ]
+
+
+def _cli(base_url: str, *args: str) -> Any:
+    result = subprocess.run(
+        [TRACSEQ, *args, "--base-url", base_url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.timeout(300)
+def test_dev_runs_the_whole_stack_with_demo_data_and_leaves_nothing_behind(
+    tmp_path: Path,
+) -> None:
+    gateway, templates, events = _free_ports(3)
+    process = psutil.Popen(
+        [TRACSEQ, "dev", "--demo", "--quiet", *_port_options(gateway, templates, events)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines: dict[str, str] = {}
+        for line in process.stdout:
+            if line.startswith("ready"):
+                break
+            name, _, value = line.rstrip("\n").partition(" ")
+            lines[name] = value.strip()
+        assert lines.keys() >= {"postgres", "redis", "kafka", "templates", "events", "gateway"}, (
+            process.stderr.read()  # type: ignore[union-attr]
+        )
+        base = f"http://127.0.0.1:{gateway}"
+        assert lines["gateway"] == base and lines["templates"].endswith(f":{templates}")
+        assert lines["demo"].startswith("3 templates published, 2 sheets validated")
+        descendants = process.children(recursive=True)
+        workdir = Path(lines["logs"])
+        assert workdir.is_dir()
+
+        # the newcomer's path: the CLI through the gateway, the event in the event store
+        listed = _cli(base, "templates", "list", "--status", "published")
+        assert {t["name"] for t in listed} >= {"Illumina RNA-seq submission"}
+        definition = tmp_path / "t.json"
+        definition.write_text(json.dumps({"name": "Plate intake", "fields": [{"name": "well"}]}))
+        created = _cli(base, "templates", "create", str(definition))
+        _cli(base, "templates", "publish", created["id"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = _cli(base, "events", "query", "--subject", created["id"])
+            if {"tracseq.template.created", "tracseq.template.published"} <= {
+                e["type"] for e in found
+            }:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"the template's events never reached the event service: {found}")
+        status = next(process.stdout)
+        assert status.startswith("status ") and "healthy: events 1/1 up, templates 1/1 up" in status
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(90) == 0, process.stderr.read()  # type: ignore[union-attr]
+        _, still_running = psutil.wait_procs(descendants, timeout=10)
+        assert still_running == []
+        assert not workdir.exists()
+        for port in (gateway, templates, events):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port))  # free again
+    finally:
+        if process.is_running():
+            for child in process.children(recursive=True):
+                child.kill()
+            process.kill()
+
+
+def test_dev_refuses_a_taken_port_before_starting_anything(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        status = main(["dev", *_port_options(port, *_free_ports(2))])
+    assert status == 1 and time.monotonic() - started < 5
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip() == (
+        f"tracseq dev: port {port} (gateway) is taken: stop what listens there (another "
+        "tracseq dev?) or choose another with --gateway-port"
+    )
+
+
+def test_dev_outside_a_checkout_says_how_to_run_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["dev"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot find the reference services" in err and "--examples DIR" in err
+
+
+@pytest.mark.timeout(180)
+def test_a_service_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None:
+    examples = tmp_path / "examples"
+    service = examples / "template_service"
+    service.mkdir(parents=True)
+    (examples / "__init__.py").write_text("")
+    (service / "__init__.py").write_text("")
+    (service / "app.py").write_text("raise SystemExit('template store unavailable: disk full')\n")
+    ports = _port_options(*_free_ports(3))
+    result = subprocess.run(
+        [TRACSEQ, "dev", "--quiet", "--examples", str(examples), *ports],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert result.returncode == 1
+    assert "tracseq dev: the templates service exited with status 1" in result.stderr
+    assert "template store unavailable: disk full" in result.stderr
+    assert "ready" not in result.stdout
+    leftovers = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if str(examples) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
