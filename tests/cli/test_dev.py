@@ -225,8 +225,9 @@ def test_dev_runs_the_whole_stack_with_demo_data_and_leaves_nothing_behind(
         assert still_running == []
         assert not workdir.exists()
         for port in (gateway, templates, events):
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", port))  # free again
+            with socket.socket() as sock:  # free again (for a server, as servers bind)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", port))
     finally:
         if process.is_running():
             for child in process.children(recursive=True):

@@ -180,6 +180,8 @@ def _checkout(examples: Path | None) -> Path:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
+        # As servers bind: connections of a previous run in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
