@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
-from services_support import serve, serve_stack
+from services_support import serve, serve_stack, wait_for
 
 from tracseq_kit.cli import ExitCode, main
 from tracseq_kit.gateway import Gateway, parse_config
@@ -44,7 +44,6 @@ def stack(
         template_dsn=postgres_schema.dsn,
         event_dsn=postgres_database,
         kafka_bootstrap=kafka_bootstrap,
-        group_id=f"cli-{uuid.uuid4().hex}",
     ) as gateway:
         yield gateway
 
@@ -80,15 +79,6 @@ def published(tracseq: Run, tmp_path: Path) -> str:
     template_id: str = tracseq.json("templates", "create", str(path))["id"]
     assert tracseq("templates", "publish", template_id)[0] == ExitCode.OK
     return template_id
-
-
-def wait_for(predicate: Any, seconds: float = 40) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    pytest.fail("condition not met in time")
 
 
 # -- templates ----------------------------------------------------------------------------

@@ -285,7 +285,6 @@ async def _stack(stack: contextlib.AsyncExitStack, request: pytest.FixtureReques
             template_dsn=template_dsn,
             event_dsn=event_dsn,
             kafka_bootstrap=request.getfixturevalue("kafka_bootstrap"),
-            group_id=f"docs-{uuid.uuid4().hex}",
         )
     )
 

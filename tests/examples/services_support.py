@@ -7,6 +7,7 @@ import contextlib
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,10 +36,11 @@ def serve(app: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def serve_stack(
-    *, template_dsn: str, event_dsn: str, kafka_bootstrap: str, group_id: str
-) -> Iterator[str]:
-    """The template and event services behind a gateway; yield the gateway's base URL."""
+def serve_stack(*, template_dsn: str, event_dsn: str, kafka_bootstrap: str) -> Iterator[str]:
+    """The template and event services behind a gateway; yield the gateway's base URL.
+
+    The event service consumes in a consumer group of its own (the broker outlives tests).
+    """
     from examples.event_service.app import EventServiceSettings
     from examples.event_service.app import create_app as create_event_service
     from examples.template_service.app import TemplateServiceSettings
@@ -53,7 +55,7 @@ def serve_stack(
     events = EventServiceSettings(
         postgres_dsn=SecretStr(event_dsn),
         kafka_bootstrap=kafka_bootstrap,
-        group_id=group_id,
+        group_id=f"test-{uuid.uuid4().hex}",
         poll_interval=0.1,
     )
     with (
@@ -74,3 +76,15 @@ def serve_stack(
         )
         with serve(Gateway(config)) as gateway:
             yield gateway
+
+
+def wait_for(predicate: Any, seconds: float = 40) -> Any:
+    """Poll ``predicate`` until it returns something truthy; return that, or fail."""
+    import pytest
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"condition not met within {seconds} s")

@@ -3,7 +3,6 @@ behind a gateway, on real PostgreSQL and the Kafka-protocol broker), in a real k
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import nbformat
@@ -40,7 +39,6 @@ def test_the_client_notebook_runs_against_the_stack(
         template_dsn=postgres_schema.dsn,
         event_dsn=postgres_database,
         kafka_bootstrap=kafka_bootstrap,
-        group_id=f"notebook-{uuid.uuid4().hex}",
     ) as gateway:
         monkeypatch.setenv("TRACSEQ_BASE_URL", gateway)  # the kernel inherits it
         NotebookClient(

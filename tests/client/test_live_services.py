@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from services_support import serve_stack
+from services_support import serve_stack, wait_for
 
 from tracseq_kit import ConflictError, NotFoundError, UnprocessableEntityError
 from tracseq_kit.client import AsyncTracSeqClient, FastTransport, TracSeqClient
@@ -28,19 +28,8 @@ def gateway_url(
         template_dsn=postgres_schema.dsn,
         event_dsn=postgres_database,
         kafka_bootstrap=kafka_bootstrap,
-        group_id=f"contract-{time.monotonic_ns()}",
     ) as gateway:
         yield gateway
-
-
-def wait_for(predicate: Any, seconds: float = 40) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail("condition not met in time")
 
 
 TEMPLATE = {
