@@ -17,7 +17,7 @@ from examples.event_service.app import create_app as create_event_service
 from examples.template_service.app import TemplateServiceSettings
 from examples.template_service.app import create_app as create_template_service
 from pydantic import SecretStr
-from services_support import serve
+from services_support import serve, wait_for
 from starlette.testclient import TestClient
 
 from tracseq_kit.testing import PostgresSchema
@@ -40,21 +40,13 @@ def event_service(postgres_schema: PostgresSchema, kafka_bootstrap: str) -> Iter
         yield base
 
 
-def wait_for(predicate: Any, seconds: float = 40) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail("condition not met in time")
-
-
 def test_template_events_reach_query_and_the_live_stream(
     event_service: str, postgres_schema: PostgresSchema, kafka_bootstrap: str
 ) -> None:
-    # The live stream, opened before anything happens, from the start of the log.
+    # The live stream, opened before anything happens, from the start of the log. The
+    # broker outlives this test: the stream also carries earlier tests' template events.
     received: list[dict[str, Any]] = []
+    ours: dict[str, str] = {}
 
     def listen() -> None:
         with httpx.stream(
@@ -67,7 +59,10 @@ def test_template_events_reach_query_and_the_live_stream(
             for line in r.iter_lines():
                 if line.startswith("data: "):
                     received.append(json.loads(line[6:]))
-                    if any(e["type"] == "tracseq.template.published" for e in received):
+                    if any(
+                        e["type"] == "tracseq.template.published" and e["subject"] == ours.get("id")
+                        for e in received
+                    ):
                         return
 
     listener = threading.Thread(target=listen, daemon=True)
@@ -77,7 +72,7 @@ def test_template_events_reach_query_and_the_live_stream(
         postgres_dsn=SecretStr(postgres_schema.dsn), kafka_bootstrap=kafka_bootstrap
     )
     with TestClient(create_template_service(settings)) as templates:
-        tid = templates.post("/api/templates", json=TEMPLATE).json()["id"]
+        tid = ours["id"] = templates.post("/api/templates", json=TEMPLATE).json()["id"]
         assert templates.post(f"/api/templates/{tid}/publish").status_code == 200
 
         def published() -> list[dict[str, Any]]:
