@@ -7,7 +7,9 @@ and the peers pybreaker (its ``calling()`` context manager around the await; its
 ``call_async`` needs tornado), aiobreaker (``call_async``) and purgatory (``async with``
 on an in-memory factory, both fetching the breaker per call as its README shows and
 keeping one breaker object). Rounds are interleaved and the median per-call time kept;
-overhead = time per call minus the bare await's. Peers come from the ``bench`` extra.
+overhead = time per call minus the bare await's. An empty ``async def`` wrapper with the
+same signature as ``call()`` shows the floor of any API that wraps the awaited call.
+Peers come from the ``bench`` extra.
 With ``--redis-url`` it also measures the kit's fleet mode (state shared in Redis).
 """
 
@@ -38,6 +40,16 @@ def runners() -> dict[str, Runner]:
             await work()
 
     out["bare await"] = bare
+
+    async def wrapper(fn: Callable[..., Awaitable[int]], /, *args: object, **kwargs: object) -> int:
+        return await fn(*args, **kwargs)
+
+    async def empty_wrapper(n: int) -> None:
+        for _ in range(n):
+            await wrapper(work)
+
+    # The floor of any API that wraps the call (what call() and every peer's call do).
+    out["empty wrapper coroutine"] = empty_wrapper
 
     kit = CircuitBreaker("bench")
 
