@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +38,9 @@ from tracseq_kit.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 PUBLISH_TOPIC = "tracseq.events"
+
+
+_log = logging.getLogger("event_service")
 
 
 class EventServiceSettings(ServiceSettings, env_prefix="TRACSEQ_EVENTS_"):
@@ -125,6 +129,47 @@ async def store(pool: Any, event: CloudEvent[Any], topic: str) -> bool:
     return bool(status.endswith("1"))
 
 
+class _ConsumerSupervisor:
+    """Keeps the consumer running: when it fails (Kafka gone, a commit that timed out),
+    a fresh one resumes from the committed offsets after a growing pause (1 s to 30 s).
+    ``check`` fails with the last error while no consumer runs."""
+
+    def __init__(self, factory: Callable[[], EventConsumer]) -> None:
+        self._factory = factory
+        self._consumer = factory()
+        self._stopping = False
+        self.error: str | None = None
+        self.restarts = 0
+
+    async def run(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self._consumer.run()
+                return  # stop() was called
+            except Exception as exc:
+                self.error = f"{type(exc).__name__}: {exc}"
+                _log.warning("event consumer stopped (%s); restarting in %.0f s", self.error, delay)
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            delay = min(delay * 2, 30.0)
+            self._consumer = self._factory()
+            self.restarts += 1
+            self.error = None
+
+    async def check(self) -> None:
+        if self.error is not None:
+            raise ConnectionError(f"not consuming: {self.error}")
+
+    async def stop(self, task: asyncio.Task[None]) -> None:
+        self._stopping = True
+        self._consumer.stop()
+        done, _ = await asyncio.wait({task}, timeout=20)
+        if not done:
+            task.cancel()
+
+
 def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
     """The event service as an ASGI app (consumer and relay run in its lifespan)."""
     settings = settings or EventServiceSettings()
@@ -144,20 +189,24 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
             origin = dict(delivery.headers).get("tracseq-original-topic")
             await store(pool, event, origin.decode() if origin else delivery.topic)
 
-        consumer = EventConsumer(
-            topic_pattern=settings.topic_pattern,
-            group_id=settings.group_id,
-            handler=handle,
-            bootstrap_servers=settings.kafka_bootstrap,
-        )
+        def new_consumer() -> EventConsumer:
+            return EventConsumer(
+                topic_pattern=settings.topic_pattern,
+                group_id=settings.group_id,
+                handler=handle,
+                bootstrap_servers=settings.kafka_bootstrap,
+            )
+
+        supervisor = _ConsumerSupervisor(new_consumer)
+        # Non-critical: while consuming is down the stored events stay queryable, so the
+        # service stays ready; /health says "degraded" with the reason.
+        app.state.health.add("consumer", supervisor.check, critical=False)
         async with running_relay(pool, settings.kafka_bootstrap):
-            task = asyncio.create_task(consumer.run())
-            app.state.consumer = consumer
+            task = asyncio.create_task(supervisor.run())
             try:
                 yield
             finally:
-                consumer.stop()
-                await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 20)
+                await supervisor.stop(task)
 
     app = create_service(
         settings,
