@@ -242,13 +242,17 @@ def apps() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def exported_metrics(apps: dict[str, Any]) -> set[str]:
     """Sample names of every metric family the built apps serve on /metrics."""
-    from tracseq_kit.events import EventPublisher
+    from tracseq_kit.events import EventConsumer, EventPublisher
 
     async def relay_publisher() -> None:
-        # The publisher each service's outbox relay runs (running_relay) registers the
-        # event-flow counters; constructing it does not connect.
+        # The publisher each service's outbox relay runs (running_relay) and the event
+        # service's consumer register the event-flow counters; constructing them does
+        # not connect.
         publisher = EventPublisher("kafka:9092")
         await publisher.stop()
+        EventConsumer(
+            topics=["tracseq.templates"], group_id="g", handler=print, bootstrap_servers="k:9092"
+        )
 
     asyncio.run(relay_publisher())
     names: set[str] = set()

@@ -23,6 +23,7 @@ from tracseq_kit.events import (
     InMemoryBroker,
     migrate,
 )
+from tracseq_kit.telemetry import metrics_registry
 from tracseq_kit.testing import PostgresSchema
 
 pytestmark = pytest.mark.anyio
@@ -149,6 +150,14 @@ async def test_failures_go_through_retry_topics_then_succeed(
     await run_until(consumer, lambda: consumer.handled == 1)
     assert attempts == [1, 2, 3]
     assert consumer.retried == 2 and consumer.dead_lettered == 0
+    consumed = {  # by the original topic, whichever retry topic it came through
+        outcome: metrics_registry().get_sample_value(
+            "tracseq_events_consumed_total",
+            {"group": consumer._group, "topic": topic, "outcome": outcome},
+        )
+        for outcome in ("handled", "retried", "dead_lettered")
+    }
+    assert consumed == {"handled": 1.0, "retried": 2.0, "dead_lettered": None}
 
 
 async def test_poison_message_ends_in_the_dead_letter_topic(
@@ -162,6 +171,8 @@ async def test_poison_message_ends_in_the_dead_letter_topic(
     await backend.publish(topic, event("k", 1))
     consumer = backend.consumer([topic], handler, retry_delays=(0.05,))
     await run_until(consumer, lambda: consumer.dead_lettered == 1)
+    labels = {"group": consumer._group, "topic": topic, "outcome": "dead_lettered"}
+    assert metrics_registry().get_sample_value("tracseq_events_consumed_total", labels) == 1.0
     (dead,) = await backend.read(f"{topic}.dlt", 1)
     headers = {k: bytes(v).decode() for k, v in dead.headers}
     assert set(DLT_HEADERS) <= set(headers)

@@ -22,6 +22,7 @@ from tracseq_kit.events._binding import KafkaMessage, from_kafka
 from tracseq_kit.events._cloudevent import CloudEvent, EventRegistry
 from tracseq_kit.events._memory import InMemoryBroker
 from tracseq_kit.events._outbox import Inbox
+from tracseq_kit.telemetry import counter
 from tracseq_kit.telemetry._propagation import extract_kafka_context
 
 __all__ = ["DLT_HEADERS", "Delivery", "EventConsumer"]
@@ -80,6 +81,11 @@ class EventConsumer:
     ``consumer_options``) or use ``broker=InMemoryBroker()`` in tests. :meth:`run`
     until :meth:`stop`: it stops fetching, lets in-flight handlers finish within
     ``shutdown_timeout``, commits, and leaves the group.
+
+    Metrics: ``tracseq_events_consumed_total{group, topic, outcome}`` on the shared
+    registry, ``topic`` the original topic and ``outcome`` one of ``handled``,
+    ``retried`` and ``dead_lettered`` (also :attr:`handled`, :attr:`retried`,
+    :attr:`dead_lettered` on the consumer).
     """
 
     def __init__(
@@ -158,6 +164,12 @@ class EventConsumer:
         self.handled = 0
         self.retried = 0
         self.dead_lettered = 0
+        self._group = group_id
+        self._consumed = counter(
+            "tracseq_events_consumed",
+            "Events a consumer finished with: handled, retried or dead-lettered",
+            labelnames=["group", "topic", "outcome"],
+        )
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish (stop fetching, drain, commit, leave)."""
@@ -259,6 +271,7 @@ class EventConsumer:
         finally:
             otel_context.detach(token)
         self.handled += 1
+        self._consumed.labels(self._group, origin, "handled").inc()
 
     async def _handle(self, event: CloudEvent[Any], delivery: Delivery) -> None:
         if self._inbox is None:
@@ -318,6 +331,7 @@ class EventConsumer:
             (NOT_BEFORE, str(due).encode()),
         )
         self.retried += 1
+        self._consumed.labels(self._group, origin, "retried").inc()
 
     async def _dead_letter(
         self,
@@ -329,6 +343,7 @@ class EventConsumer:
     ) -> None:
         await self._forward(f"{origin}.dlt", record, headers, origin, attempt, exc)
         self.dead_lettered += 1
+        self._consumed.labels(self._group, origin, "dead_lettered").inc()
 
     async def _forward(
         self,
