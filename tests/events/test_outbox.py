@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,8 +23,9 @@ from tracseq_kit.events import (
     OutboxRelay,
     from_kafka,
     migrate,
+    running_relay,
 )
-from tracseq_kit.testing import PostgresSchema
+from tracseq_kit.testing import PostgresSchema, TcpProxy
 
 pytestmark = pytest.mark.anyio
 
@@ -220,3 +222,39 @@ async def test_add_many_keeps_the_given_order_in_one_statement(pool: Any) -> Non
     assert ids == sorted(ids) and len(ids) == 25
     rows = await pool.fetch("SELECT value FROM tracseq_outbox WHERE key = 'same-key' ORDER BY id")
     assert [json.loads(r["value"])["n"] for r in rows] == list(range(25))
+
+
+async def test_a_service_starts_while_kafka_is_down_and_publishes_once_it_is_back(
+    pool: Any, kafka_bootstrap: str, kafka_topic: Any
+) -> None:
+    topic = kafka_topic("late-kafka")
+    host, port = kafka_bootstrap.split(",")[0].rsplit(":", 1)
+    outbox = Outbox()
+    async with TcpProxy((host, int(port))) as proxy:
+        proxy.cut()  # the bootstrap address refuses: Kafka is down
+        started = time.monotonic()
+        async with running_relay(pool, f"127.0.0.1:{proxy.port}", poll_interval=0.05):
+            assert time.monotonic() - started < 1  # the service's lifespan goes on at once
+            await write(pool, outbox, topic, [event("k", n) for n in range(3)])
+            await asyncio.sleep(1.5)
+            assert await pending(pool) == 3  # kept, not lost
+            proxy.restore()
+            for _ in range(300):
+                if not await pending(pool):
+                    break
+                await asyncio.sleep(0.1)
+            assert await pending(pool) == 0
+    got = await consume(kafka_bootstrap, topic, 3)
+    assert [e.data["n"] for e in got] == [0, 1, 2]
+
+
+async def test_stopping_while_kafka_is_still_down_is_prompt(pool: Any) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{sock.getsockname()[1]}"
+    async with running_relay(pool, dead):
+        await asyncio.sleep(0.3)
+    started = time.monotonic()
+    async with running_relay(pool, dead, stop_timeout=2.0):
+        pass
+    assert time.monotonic() - started < 3

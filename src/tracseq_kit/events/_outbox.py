@@ -298,17 +298,48 @@ async def running_relay(
     For a service's lifespan: the relay publishes the outbox while the service runs and
     is stopped (current round finished, at most ``stop_timeout`` s) when the block ends.
     ``relay_options`` go to :class:`OutboxRelay`.
+
+    Kafka need not be up when the block starts: the service starts anyway, its events
+    wait in the outbox, and the relay connects in the background (retrying after 1 s,
+    backing off to 30 s) and then publishes them in order.
     """
+    from tracseq_kit._exceptions import PublishError
     from tracseq_kit.events._publisher import EventPublisher
 
-    async with EventPublisher(bootstrap_servers) as publisher:
-        relay = OutboxRelay(pool, publisher, **relay_options)
-        task = asyncio.create_task(relay.run())
+    relay = OutboxRelay(pool, EventPublisher(bootstrap_servers), **relay_options)
+
+    async def connect_then_relay() -> None:
+        delay = 1.0
+        while True:
+            try:
+                await relay._publisher.start()
+                break
+            except PublishError as exc:  # PublishTimeoutError included
+                logger.warning(
+                    "outbox relay: cannot reach Kafka (%s); events wait in the outbox, "
+                    "retrying in %.0fs",
+                    exc,
+                    delay,
+                )
+            await relay._sleep(delay)
+            if relay._stopping:
+                return
+            delay = min(30.0, delay * 2)
+            relay._publisher = EventPublisher(bootstrap_servers)  # a failed one is closed
         try:
-            yield relay
+            await relay.run()
         finally:
-            relay.stop()
-            await asyncio.wait_for(task, stop_timeout)
+            await relay._publisher.stop()
+
+    task = asyncio.create_task(connect_then_relay())
+    try:
+        yield relay
+    finally:
+        relay.stop()
+        done, _ = await asyncio.wait({task}, timeout=stop_timeout)
+        if not done:  # still connecting, or a round that hangs: its rows stay pending
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 class _RoundFailed(Exception):
