@@ -19,7 +19,6 @@ from examples.template_service.app import TemplateServiceSettings
 from examples.template_service.app import create_app as create_template_service
 from pydantic import SecretStr
 from services_support import serve, wait_for
-from starlette.testclient import TestClient
 
 from tracseq_kit.testing import PostgresSchema
 
@@ -72,7 +71,10 @@ def test_template_events_reach_query_and_the_live_stream(
     settings = TemplateServiceSettings(
         postgres_dsn=SecretStr(postgres_schema.dsn), kafka_bootstrap=kafka_bootstrap
     )
-    with TestClient(create_template_service(settings)) as templates:
+    with (
+        serve(create_template_service(settings)) as url,
+        httpx.Client(base_url=url, timeout=30) as templates,
+    ):
         tid = ours["id"] = templates.post("/api/templates", json=TEMPLATE).json()["id"]
         assert templates.post(f"/api/templates/{tid}/publish").status_code == 200
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
+import httpx
 import pytest
 from examples.template_service.app import TemplateServiceSettings, create_app
 from openpyxl import Workbook
 from pydantic import SecretStr
-from starlette.testclient import TestClient
+from services_support import serve
 
 from tracseq_kit.testing import PostgresSchema
 
@@ -38,20 +41,28 @@ DNA_TEMPLATE: dict[str, Any] = {
 
 
 @pytest.fixture
-def client(postgres_schema: PostgresSchema) -> Iterator[TestClient]:
+def client(postgres_schema: PostgresSchema) -> Iterator[httpx.Client]:
     settings = TemplateServiceSettings(
         postgres_dsn=SecretStr(postgres_schema.dsn), log_format="json"
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with (
+        serve(create_app(settings)) as url,
+        httpx.Client(base_url=url, timeout=30) as c,
+    ):
         c.headers["x-tracseq-identity-subject"] = "alice"
+        c.dsn = postgres_schema.dsn  # type: ignore[attr-defined]
         yield c
 
 
-def outbox_types(client: TestClient) -> list[str]:
-    pool = client.app.state.resources["postgres"]  # type: ignore[attr-defined]
-    rows = client.portal.call(  # type: ignore[union-attr]
-        pool.fetch, "SELECT value, headers FROM tracseq_outbox ORDER BY id"
-    )
+def outbox_types(client: httpx.Client) -> list[str]:
+    async def fetch() -> list[Any]:
+        conn = await asyncpg.connect(client.dsn)  # type: ignore[attr-defined]
+        try:
+            return list(await conn.fetch("SELECT value, headers FROM tracseq_outbox ORDER BY id"))
+        finally:
+            await conn.close()
+
+    rows = asyncio.run(fetch())
     types = []
     for r in rows:
         headers = dict(json.loads(r["headers"]))
@@ -59,14 +70,14 @@ def outbox_types(client: TestClient) -> list[str]:
     return types
 
 
-def test_health_keeps_the_lab_shape(client: TestClient) -> None:
+def test_health_keeps_the_lab_shape(client: httpx.Client) -> None:
     body = client.get("/health").json()
     assert body["service"] == "template_service" and body["status"] == "healthy"
     assert client.get("/readyz").status_code == 200
     assert "paths" in client.get("/openapi.json").json()
 
 
-def test_template_life_cycle_with_versions_and_events(client: TestClient) -> None:
+def test_template_life_cycle_with_versions_and_events(client: httpx.Client) -> None:
     created = client.post("/api/templates", json=DNA_TEMPLATE)
     assert created.status_code == 201, created.text
     tpl = created.json()
@@ -102,7 +113,7 @@ def test_template_life_cycle_with_versions_and_events(client: TestClient) -> Non
     ]
 
 
-def test_listing_filters_and_cursor_pagination(client: TestClient) -> None:
+def test_listing_filters_and_cursor_pagination(client: httpx.Client) -> None:
     for i in range(7):
         body = {
             **DNA_TEMPLATE,
@@ -139,7 +150,7 @@ def test_listing_filters_and_cursor_pagination(client: TestClient) -> None:
     assert client.get("/api/templates", params={"status": "bogus"}).status_code == 422
 
 
-def test_validation_of_csv_and_xlsx_uploads(client: TestClient) -> None:
+def test_validation_of_csv_and_xlsx_uploads(client: httpx.Client) -> None:
     tid = client.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
     client.post(f"/api/templates/{tid}/publish")
     good = b"sample_id,sample_type,concentration\nS-0001,DNA,12.5\nS-0002,RNA,\n"
@@ -173,7 +184,7 @@ def test_validation_of_csv_and_xlsx_uploads(client: TestClient) -> None:
     assert outbox_types(client)[-1] == "tracseq.template.submission.validated"
 
 
-def test_user_mistakes_are_clear_problems(client: TestClient) -> None:
+def test_user_mistakes_are_clear_problems(client: httpx.Client) -> None:
     assert client.get("/api/templates/nope").status_code == 404
     typo = client.post("/api/templates", json={**DNA_TEMPLATE, "nmae": "x"})
     assert typo.status_code == 422 and typo.headers["content-type"] == "application/problem+json"
@@ -190,14 +201,12 @@ def test_user_mistakes_are_clear_problems(client: TestClient) -> None:
 def test_events_reach_kafka_through_the_outbox_relay(
     postgres_schema: PostgresSchema, kafka_bootstrap: str
 ) -> None:
-    import asyncio
-
     from aiokafka import AIOKafkaConsumer
 
     settings = TemplateServiceSettings(
         postgres_dsn=SecretStr(postgres_schema.dsn), kafka_bootstrap=kafka_bootstrap
     )
-    with TestClient(create_app(settings)) as c:
+    with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as c:
         tid = c.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
         c.post(f"/api/templates/{tid}/publish")
 
@@ -223,10 +232,10 @@ def test_events_reach_kafka_through_the_outbox_relay(
                 await consumer.stop()
             return types
 
-        assert c.portal.call(read) == ["tracseq.template.created", "tracseq.template.published"]  # type: ignore[union-attr]
+        assert asyncio.run(read()) == ["tracseq.template.created", "tracseq.template.published"]
 
 
-def test_idempotency_keys_give_one_effect_per_logical_write(client: TestClient) -> None:
+def test_idempotency_keys_give_one_effect_per_logical_write(client: httpx.Client) -> None:
     key = {"idempotency-key": "create-dna-1"}
     first = client.post("/api/templates", json=DNA_TEMPLATE, headers=key)
     again = client.post("/api/templates", json=DNA_TEMPLATE, headers=key)
@@ -244,7 +253,7 @@ def test_idempotency_keys_give_one_effect_per_logical_write(client: TestClient) 
     assert client.post(f"/api/templates/{tid}/deprecate").status_code == 409
 
 
-def test_multipart_upload(client: TestClient) -> None:
+def test_multipart_upload(client: httpx.Client) -> None:
     tid = client.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
     sheet = b"sample_id,sample_type,concentration\nS-0001,DNA,1\n"
     r = client.post(
@@ -263,7 +272,7 @@ def test_size_limits_are_413(postgres_schema: PostgresSchema) -> None:
     settings = TemplateServiceSettings(
         postgres_dsn=SecretStr(postgres_schema.dsn), max_sheet_rows=2
     )
-    with TestClient(create_app(settings)) as c:
+    with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as c:
         tid = c.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
         rows = b"sample_id,sample_type,concentration\n" + b"S-0001,RNA,\n" * 3
         r = c.post(f"/api/templates/{tid}/validate", content=rows)
@@ -272,7 +281,7 @@ def test_size_limits_are_413(postgres_schema: PostgresSchema) -> None:
         assert huge.status_code == 413
 
 
-def test_validation_uses_the_latest_published_version_not_the_draft(client: TestClient) -> None:
+def test_validation_uses_the_latest_published_version_not_the_draft(client: httpx.Client) -> None:
     tid = client.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
     client.post(f"/api/templates/{tid}/publish")
     # the draft of version 2 makes concentration required for every sample
