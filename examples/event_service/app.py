@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from opentelemetry import trace
@@ -41,6 +42,15 @@ PUBLISH_TOPIC = "tracseq.events"
 
 
 _log = logging.getLogger("event_service")
+
+POSTGRES_DOWN: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    FileNotFoundError,  # the server's Unix socket is gone
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, cannot connect now
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+"""Errors that mean PostgreSQL is unreachable, not that an event is bad."""
 
 
 class EventServiceSettings(ServiceSettings, env_prefix="TRACSEQ_EVENTS_"):
@@ -195,6 +205,8 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
                 group_id=settings.group_id,
                 handler=handle,
                 bootstrap_servers=settings.kafka_bootstrap,
+                # PostgreSQL down is an outage, not a bad event: wait, do not dead-letter.
+                pause_on=POSTGRES_DOWN,
             )
 
         supervisor = _ConsumerSupervisor(new_consumer)

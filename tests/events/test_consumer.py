@@ -4,6 +4,7 @@ Kafka-protocol broker."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -158,6 +159,32 @@ async def test_failures_go_through_retry_topics_then_succeed(
         for outcome in ("handled", "retried", "dead_lettered")
     }
     assert consumed == {"handled": 1.0, "retried": 2.0, "dead_lettered": None}
+
+
+async def test_a_dependency_outage_pauses_the_partition_instead_of_dead_lettering(
+    backend: Backend, kafka_topic: Any
+) -> None:
+    topic = kafka_topic("outage")
+    back_at: list[float] = []  # the outage lasts 2.5 s from the first delivery
+    seen: list[int] = []
+
+    async def handler(e: CloudEvent[Any], d: Delivery) -> None:
+        back_at.append(back_at[0] if back_at else time.monotonic() + 2.5)
+        if time.monotonic() < back_at[0]:
+            raise ConnectionRefusedError("database down")
+        seen.append(e.data["n"])
+
+    for n in range(3):
+        await backend.publish(topic, event("k", n))
+    consumer = backend.consumer(
+        [topic], handler, retry_delays=(0.05,), pause_on=(ConnectionError,), max_pause=1.0
+    )
+    await run_until(consumer, lambda: consumer.handled == 3)
+    assert seen == [0, 1, 2]  # in order, none skipped, none forwarded
+    assert (consumer.retried, consumer.dead_lettered) == (0, 0)
+    labels = {"group": consumer._group, "topic": topic, "outcome": "paused"}
+    paused = metrics_registry().get_sample_value("tracseq_events_consumed_total", labels)
+    assert paused is not None and 2 <= paused <= 5  # 0.5 s... doubling, capped at 1 s
 
 
 async def test_poison_message_ends_in_the_dead_letter_topic(

@@ -88,3 +88,37 @@ def wait_for(predicate: Any, seconds: float = 40) -> Any:
             return value
         time.sleep(0.2)
     pytest.fail(f"condition not met within {seconds} s")
+
+
+class ThreadedProxy:
+    """A :class:`~tracseq_kit.testing.TcpProxy` on an event loop of its own thread, for
+    sync tests whose servers run in threads too (``serve``)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import asyncio
+
+        from tracseq_kit.testing import TcpProxy
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.proxy = TcpProxy(target)
+        asyncio.run_coroutine_threadsafe(self.proxy.start(), self._loop).result(10)
+        self.port = self.proxy.port
+
+    def cut(self) -> None:
+        """Drop every connection and refuse new ones."""
+        self._loop.call_soon_threadsafe(self.proxy.cut)
+
+    def restore(self) -> None:
+        """Forward connections again."""
+        self._loop.call_soon_threadsafe(self.proxy.restore)
+
+    def close(self) -> None:
+        """Stop the proxy and its loop."""
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.proxy.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

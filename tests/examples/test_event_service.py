@@ -8,8 +8,10 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -18,8 +20,9 @@ from examples.event_service.app import create_app as create_event_service
 from examples.template_service.app import TemplateServiceSettings
 from examples.template_service.app import create_app as create_template_service
 from pydantic import SecretStr
-from services_support import serve, wait_for
+from services_support import ThreadedProxy, serve, wait_for
 
+from tracseq_kit.events import CloudEvent, EventPublisher
 from tracseq_kit.testing import PostgresSchema
 
 TEMPLATE = {
@@ -233,3 +236,56 @@ def test_the_consumer_is_restarted_and_its_outage_reported() -> None:
         assert task.done() and task.exception() is None
 
     asyncio.run(scenario())
+
+
+@pytest.mark.timeout(120)
+def test_events_arriving_while_postgres_is_down_are_stored_once_it_is_back(
+    postgres_schema: PostgresSchema, kafka_bootstrap: str
+) -> None:
+    dsn = urlsplit(postgres_schema.dsn)
+    if dsn.hostname is None or dsn.port is None:
+        pytest.skip("the outage proxy needs PostgreSQL over TCP (set TRACSEQ_TEST_POSTGRES_DSN)")
+    topic = f"tracseq.outage-{uuid.uuid4().hex[:8]}"
+    proxy = ThreadedProxy((dsn.hostname, dsn.port))
+    try:
+        netloc = f"{dsn.username or 'postgres'}@127.0.0.1:{proxy.port}"
+        settings = EventServiceSettings(
+            postgres_dsn=SecretStr(urlunsplit(dsn._replace(netloc=netloc))),
+            kafka_bootstrap=kafka_bootstrap,
+            group_id=f"outage-{uuid.uuid4().hex}",
+        )
+        with serve(create_event_service(settings)) as base, httpx.Client(base_url=base) as http:
+
+            def publish(data: dict[str, int]) -> CloudEvent[dict[str, int]]:
+                event = CloudEvent[dict[str, int]](
+                    type="tracseq.sample.received", source="/lab/robot-3", data=data
+                )
+
+                async def send() -> None:
+                    async with EventPublisher(kafka_bootstrap) as publisher:
+                        await publisher.publish(topic, event)
+
+                asyncio.run(send())
+                return event
+
+            # First the consumer finds the new topic and stores an event as usual...
+            first = publish({"wells": 48})
+            wait_for(lambda: http.get(f"/api/events/{first.id}").status_code == 200)
+            proxy.cut()  # ... then PostgreSQL goes away
+            sample = publish({"wells": 96})
+            time.sleep(5)  # the event arrives and cannot be stored
+            proxy.restore()
+            stored = wait_for(
+                lambda: (r := http.get(f"/api/events/{sample.id}")).status_code == 200 and r.json()
+            )
+            metrics = http.get("/metrics").text
+    finally:
+        proxy.close()
+    assert stored["topic"] == topic and stored["data"] == {"wells": 96}
+    outcomes = {
+        line.split('outcome="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("tracseq_events_consumed_total{") and f'topic="{topic}"' in line
+    }
+    assert outcomes.get("paused", 0) >= 1 and outcomes["handled"] == 2
+    assert "retried" not in outcomes and "dead_lettered" not in outcomes

@@ -57,6 +57,15 @@ class Delivery:
 Handler = Callable[[CloudEvent[Any], Delivery], Awaitable[object]]
 
 
+class _DependencyDown(Exception):
+    """A handler failed with one of ``pause_on``: pause the partition, retry in place."""
+
+    def __init__(self, cause: BaseException, origin: str) -> None:
+        super().__init__(str(cause))
+        self.cause = f"{type(cause).__name__}: {cause}"
+        self.origin = origin
+
+
 class EventConsumer:
     """Consumes CloudEvents in a consumer group and calls ``handler`` for each.
 
@@ -69,8 +78,16 @@ class EventConsumer:
     ``retry_delays[n-1]`` seconds ahead; the consumer reads those topics too and pauses
     such a partition until the message is due. After the last retry, or at once for a
     message that is not a valid CloudEvent, it goes to ``<topic>.dlt`` with the
-    headers in :data:`DLT_HEADERS`. With ``inbox`` the handler runs inside a
-    transaction that records the event id, so a redelivered event has no second effect.
+    headers in :data:`DLT_HEADERS`.
+
+    ``pause_on`` names the exceptions that mean a dependency is down rather than the
+    message being bad (say ``OSError`` and the database driver's connection errors): the
+    message is then neither retried elsewhere nor dead-lettered; its partition pauses
+    and the same message is handled again after 1 s, doubling up to ``max_pause``
+    seconds, for as long as the outage lasts (outcome ``paused`` in the metrics).
+
+    With ``inbox`` the handler runs inside a transaction that records the event id, so a
+    redelivered event has no second effect.
 
     ``topic_pattern`` (a regular expression matched from the start of the name, as
     aiokafka does: end it with ``$``) subscribes to every matching topic, also ones
@@ -84,7 +101,7 @@ class EventConsumer:
 
     Metrics: ``tracseq_events_consumed_total{group, topic, outcome}`` on the shared
     registry, ``topic`` the original topic and ``outcome`` one of ``handled``,
-    ``retried`` and ``dead_lettered`` (also :attr:`handled`, :attr:`retried`,
+    ``retried``, ``dead_lettered`` and ``paused`` (also :attr:`handled`, :attr:`retried`,
     :attr:`dead_lettered` on the consumer).
     """
 
@@ -99,6 +116,8 @@ class EventConsumer:
         broker: InMemoryBroker | None = None,
         registry: EventRegistry | None = None,
         retry_delays: Sequence[float] = (1.0, 10.0),
+        pause_on: tuple[type[BaseException], ...] = (),
+        max_pause: float = 30.0,
         inbox: Inbox | None = None,
         handler_timeout: float = 30.0,
         shutdown_timeout: float = 10.0,
@@ -116,11 +135,16 @@ class EventConsumer:
                 raise ConfigurationError(f"topic_pattern does not compile: {exc}") from None
         if any(d < 0 for d in retry_delays):
             raise ConfigurationError("retry delays must be >= 0")
+        if max_pause <= 0:
+            raise ConfigurationError("max_pause must be > 0")
         self.topics = list(topics)
         self.group_id = group_id
         self._handler = handler
         self._registry = registry
         self._delays = list(retry_delays)
+        self._pause_on = pause_on
+        self._max_pause = max_pause
+        self._paused_for: dict[Any, float] = {}  # partition -> its current outage pause
         self._inbox = inbox
         self._handler_timeout = handler_timeout
         self._shutdown_timeout = shutdown_timeout
@@ -241,7 +265,25 @@ class EventConsumer:
                 self._consumer.seek(tp, record.offset)
                 self._resume_at[tp] = not_before / 1000
                 break
-            await self._one(record, headers, hdr)
+            try:
+                await self._one(record, headers, hdr)
+            except _DependencyDown as down:
+                pause = min(self._max_pause, self._paused_for.get(tp, 0.5) * 2)
+                self._paused_for[tp] = pause
+                logger.warning(
+                    "%s: handling %s offset %s failed (%s); partition paused %.0f s",
+                    self.group_id,
+                    record.topic,
+                    record.offset,
+                    down.cause,
+                    pause,
+                )
+                self._consumed.labels(self._group, down.origin, "paused").inc()
+                self._consumer.pause(tp)
+                self._consumer.seek(tp, record.offset)
+                self._resume_at[tp] = time.time() + pause
+                break
+            self._paused_for.pop(tp, None)
             next_offset = record.offset + 1
         return tp, next_offset
 
@@ -263,6 +305,8 @@ class EventConsumer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if self._pause_on and isinstance(exc, self._pause_on):
+                raise _DependencyDown(exc, origin) from exc
             if attempt <= len(self._delays):
                 await self._retry(record, headers, origin, attempt, exc)
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -277,9 +278,11 @@ class OutboxRelay:
 
         class _Release:
             async def close(inner) -> None:
-                try:
+                # After an outage the connection may be gone (and already given back to
+                # the pool): there is nothing left to unlisten or release then.
+                with contextlib.suppress(Exception):
                     await conn.remove_listener(CHANNEL, callback)
-                finally:
+                with contextlib.suppress(Exception):
                     await self._pool.release(conn)
 
         def callback(*_: Any) -> None:
