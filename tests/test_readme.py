@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 import psutil
 import pytest
+
+from tracseq_kit.cli._dev import _port_free
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PORTS = (8000, 8083, 8095)
@@ -44,14 +45,7 @@ def test_the_readme_commands_are_the_promised_ones() -> None:
 
 
 def _port_taken(port: int) -> bool:
-    with socket.socket() as sock:
-        # As servers bind: connections of a previous run in TIME_WAIT do not count.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
+    return not _port_free(port)  # as tracseq dev checks it
 
 
 def _ours(project: Path) -> list[psutil.Process]:

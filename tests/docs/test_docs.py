@@ -385,3 +385,22 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "index.html").is_file()
+
+
+def test_every_public_module_has_a_reference_page() -> None:
+    import pkgutil
+
+    import tracseq_kit
+
+    public = {
+        info.name
+        for info in pkgutil.walk_packages(tracseq_kit.__path__, prefix="tracseq_kit.")
+        if not any(part.startswith("_") for part in info.name.split("."))
+    }
+    documented = {
+        line.removeprefix("::: ").strip()
+        for page in (ROOT / "docs" / "reference").glob("*.md")
+        for line in page.read_text(encoding="utf-8").splitlines()
+        if line.startswith("::: ")
+    }
+    assert public - documented == set()
