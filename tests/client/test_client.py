@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -294,6 +295,28 @@ def test_caller_errors_do_not_open_the_breaker() -> None:
         with pytest.raises(NotFoundError):
             c.templates.get("t")
     assert breaker.state.value == "closed"
+
+
+def test_breaker_true_is_one_breaker_per_base_url_for_the_whole_process() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return problem(503, "down")
+
+    url = f"http://lims-{uuid.uuid4().hex[:6]}.test"
+    first = TracSeqClient(url, transport=httpx.MockTransport(handler), retry=None, breaker=True)
+    second = AsyncTracSeqClient(url + "/", breaker=True)
+    other = TracSeqClient("http://elsewhere.test", breaker=True)
+    assert first._options.breaker is second._options.breaker is not None
+    assert other._options.breaker is not first._options.breaker
+    for _ in range(10):  # the shared breaker's minimum_calls
+        with pytest.raises(ServerError):
+            first.templates.get("t")
+    third = TracSeqClient(url, transport=httpx.MockTransport(handler), retry=None, breaker=True)
+    with pytest.raises(CircuitOpenError):  # a new client of the same URL fails fast too
+        third.templates.get("t")
+    assert len(calls) == 10
 
 
 # -- resources ------------------------------------------------------------------------------

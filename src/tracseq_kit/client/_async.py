@@ -93,8 +93,9 @@ class AsyncTracSeqClient(BaseClient):
     retries and travels to the server in ``X-Request-Deadline-Ms``. ``retry`` (a
     :class:`~tracseq_kit.resilience.Retry`, default :func:`default_retry`; None
     disables) retries connection errors, timeouts, 408, 429 and 5xx, honouring
-    ``Retry-After``. ``breaker=True`` (or a local
-    :class:`~tracseq_kit.resilience.CircuitBreaker`) fails fast while the server keeps
+    ``Retry-After``. ``breaker=True`` (one breaker per base URL, shared by every client
+    of the process, sync or async) or a local
+    :class:`~tracseq_kit.resilience.CircuitBreaker` fails fast while the server keeps
     failing. ``transport`` replaces httpx's (e.g. ``httpx.MockTransport`` in tests).
 
     A deadline set with :func:`tracseq_kit.resilience.deadline` around a call also

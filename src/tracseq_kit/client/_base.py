@@ -34,7 +34,13 @@ from tracseq_kit._exceptions import (
     UnprocessableEntityError,
 )
 from tracseq_kit._version import __version__
-from tracseq_kit.resilience import DEADLINE_HEADER, CircuitBreaker, Retry, RetryBudget
+from tracseq_kit.resilience import (
+    DEADLINE_HEADER,
+    CircuitBreaker,
+    CircuitBreakerRegistry,
+    Retry,
+    RetryBudget,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -50,6 +56,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_BREAKERS = CircuitBreakerRegistry(minimum_calls=10, failure_rate_threshold=0.5, wait_duration=5.0)
+"""``breaker=True``: one breaker per base URL, shared by every client of the process."""
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: called as an upload or a replay advances."""
@@ -239,9 +248,7 @@ class BaseClient:
         if deadline is not None and deadline <= 0:
             raise ConfigurationError(f"deadline must be > 0 seconds, got {deadline!r}")
         if breaker is True:
-            breaker = CircuitBreaker(
-                f"client:{url}", minimum_calls=10, failure_rate_threshold=0.5, wait_duration=5.0
-            )
+            breaker = _BREAKERS.get(f"client:{url.rstrip('/')}")
         return Options(
             base_url=url.rstrip("/"),
             token=token if token is not None else os.environ.get(ENV_TOKEN) or None,
