@@ -200,6 +200,8 @@ def test_dev_runs_the_whole_stack_with_demo_data_and_leaves_nothing_behind(
         assert workdir.is_dir()
 
         # the newcomer's path: the CLI through the gateway, the event in the event store
+        demo_events = _cli(base, "events", "query", "--subject", "PL-0042")  # ready means stored
+        assert [e["type"] for e in demo_events] == ["tracseq.sample.received"]
         listed = _cli(base, "templates", "list", "--status", "published")
         assert {t["name"] for t in listed} >= {"Illumina RNA-seq submission"}
         definition = tmp_path / "t.json"

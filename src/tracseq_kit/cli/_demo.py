@@ -4,8 +4,10 @@ end to end)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from tracseq_kit._exceptions import NotFoundError
 from tracseq_kit.client import TracSeqClient
 
 __all__ = ["TEMPLATES", "load_demo"]
@@ -134,13 +136,28 @@ def load_demo(base_url: str) -> str:
         good = client.templates.validate_submission(rna.id, _RNA_SHEET.encode())
         bad = client.templates.validate_submission(wgs.id, _WGS_SHEET_WITH_PROBLEMS.encode())
         for plate, wells in (("PL-0042", 96), ("PL-0043", 48)):
-            client.events.publish(
+            last = client.events.publish(
                 type="tracseq.sample.received",
                 source="/lab/reception",
                 subject=plate,
                 data={"plate": plate, "wells": wells, "template": rna.id},
             )
+        stored = _wait_until_stored(client, last.id)
     return (
         f"{len(created)} templates published, 2 sheets validated "
         f"({good.rows_checked} rows valid, {len(bad.problems)} problems found), 2 events"
+        + ("" if stored else " (still on their way to the event service)")
     )
+
+
+def _wait_until_stored(client: TracSeqClient, event_id: str, timeout: float = 60.0) -> bool:
+    """Wait until the event service stored ``event_id`` (Kafka, then its consumer), so
+    that ``ready`` means the demo data can be queried."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.events.get(event_id)
+            return True
+        except NotFoundError:
+            time.sleep(0.5)
+    return False
