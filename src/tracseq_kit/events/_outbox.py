@@ -248,8 +248,14 @@ class OutboxRelay:
                     await self._sleep(delay * random.uniform(0.5, 1.0))
                     delay = min(self._backoff_max, delay * 2)
                     continue
-                except Exception:
-                    logger.exception("outbox relay round failed; retrying in %.1fs", delay)
+                except Exception as exc:  # the database is down, typically: one line each
+                    logger.warning(
+                        "outbox relay round failed (%s: %s); retrying in %.1fs",
+                        type(exc).__name__,
+                        exc,
+                        delay,
+                    )
+                    logger.debug("outbox relay round failure", exc_info=True)
                     await self._sleep(delay)
                     delay = min(self._backoff_max, delay * 2)
                     continue
