@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from tracseq_kit._exceptions import CircuitOpenError, ConfigurationError
@@ -385,6 +386,7 @@ class Gateway:
             )
             self._stats.observe("-", 404, time.perf_counter() - start)
             return
+        scope["route"] = route.prefix  # names the span when the gateway is traced
         status = 500
         try:
             status = await self._route(scope, receive, send, snap, route, headers, rid, method)
@@ -713,9 +715,14 @@ class Gateway:
             out.append((b"x-forwarded-host", host))
         if b"forwarded" in headers:
             fwd = b", ".join([v for n, v in raw if n == b"forwarded"] + [fwd])
-        traceparent = headers.get(b"traceparent")
-        if traceparent is None or not valid_traceparent(traceparent):
-            traceparent = new_traceparent()
+        span = trace.get_current_span().get_span_context()
+        traceparent: bytes | None
+        if span.is_valid:  # traced (TracingMiddleware): upstream spans are its children
+            traceparent = b"00-%032x-%016x-%02x" % (span.trace_id, span.span_id, span.trace_flags)
+        else:
+            traceparent = headers.get(b"traceparent")
+            if traceparent is None or not valid_traceparent(traceparent):
+                traceparent = new_traceparent()
         out += (
             (b"x-forwarded-for", xff),
             (b"x-forwarded-proto", proto),

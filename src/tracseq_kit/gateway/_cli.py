@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import Any
 
 from tracseq_kit._exceptions import ConfigurationError
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     from tracseq_kit.gateway._app import Gateway
 
     try:
-        app = Gateway.from_file(args.config)
+        app = traced(Gateway.from_file(args.config))
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -86,4 +87,23 @@ def granian_app() -> object:
     """Factory granian's worker calls: the gateway of the config named in the env."""
     from tracseq_kit.gateway._app import Gateway
 
-    return Gateway.from_file(os.environ[_CONFIG_ENV])
+    return traced(Gateway.from_file(os.environ[_CONFIG_ENV]))
+
+
+def traced(app: Any) -> Any:
+    """``app`` behind a tracing middleware when ``OTEL_TRACES_EXPORTER`` names an exporter.
+
+    Each proxied request is then a ``SERVER`` span (named after the route prefix) that
+    continues the caller's trace, and upstream services receive it as their parent. The
+    probes, ``/health``, ``/metrics`` and ``/status`` are not traced. Needs the ``server``
+    extra; raises :class:`~tracseq_kit.MissingDependencyError` without it.
+    """
+    exporters = os.environ.get("OTEL_TRACES_EXPORTER", "none").lower().split(",")
+    if all(name.strip() in ("", "none") for name in exporters):
+        return app
+    from tracseq_kit.service import TracingMiddleware
+    from tracseq_kit.telemetry import configure_telemetry
+
+    configure_telemetry(service_name="gateway")
+    internal = ("/livez", "/readyz", "/startupz", "/health", "/metrics", "/status")
+    return TracingMiddleware(app, excluded_paths=internal)
