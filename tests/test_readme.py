@@ -137,10 +137,3 @@ def test_following_the_readme_on_a_fresh_virtual_environment(tmp_path: Path) -> 
             for child in stack.children(recursive=True):
                 child.kill()
             stack.kill()
-
-
-def test_test_module_names_are_unique() -> None:
-    # pytest's default import mode imports test modules by basename (tests/ has no
-    # packages): two test_x.py files in different folders stop the whole collection.
-    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
-    assert sorted({n for n in names if names.count(n) > 1}) == []
