@@ -52,6 +52,11 @@ POSTGRES_DOWN: tuple[type[BaseException], ...] = (
 )
 """Errors that mean PostgreSQL is unreachable, not that an event is bad."""
 
+REPLAY_HEARTBEAT = 10.0
+"""Seconds between a running replay job's heartbeats (and between looks for stale jobs)."""
+REPLAY_STALE_AFTER = 45.0
+"""A running job without a heartbeat for this long lost its instance: another resumes it."""
+
 
 class EventServiceSettings(ServiceSettings, env_prefix="TRACSEQ_EVENTS_"):
     """``TRACSEQ_EVENTS_*`` variables."""
@@ -191,6 +196,17 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
         async with pool.acquire() as conn:
             await apply_migrations(conn, MIGRATIONS, namespace="event_service")
             await migrate(conn)
+        takeover = asyncio.create_task(app.state.take_over_stale_jobs(pool))
+        try:
+            async with _consuming(app, pool):
+                yield
+        finally:
+            takeover.cancel()
+            await asyncio.gather(takeover, return_exceptions=True)
+
+    @asynccontextmanager
+    async def _consuming(app: FastAPI, pool: Any) -> AsyncIterator[None]:
+        """The consumer (stored events) and the outbox relay (replays), with Kafka only."""
         if settings.kafka_bootstrap is None:
             yield
             return
@@ -314,14 +330,23 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
 
     jobs: set[asyncio.Task[None]] = set()
 
-    async def run_replay(pool: Any, job_id: str, body: ReplayRequest) -> None:
+    async def run_replay(
+        pool: Any, job_id: str, body: ReplayRequest, *, position: int = 0, resumed: bool = False
+    ) -> None:
         args: list[Any] = []
         where = _filters(body.type, body.source, body.subject, body.since, body.until, args)
         condition = (" WHERE " + " AND ".join(where)) if where else ""
+
+        async def heartbeat() -> None:  # "this job is alive" even during a long page
+            while True:
+                await asyncio.sleep(REPLAY_HEARTBEAT)
+                await pool.execute("UPDATE replay_jobs SET heartbeat_at=now() WHERE id=$1", job_id)
+
+        beating = asyncio.create_task(heartbeat())
         try:
-            total = await pool.fetchval(f"SELECT count(*) FROM stored_events{condition}", *args)
-            await pool.execute("UPDATE replay_jobs SET total=$2 WHERE id=$1", job_id, total)
-            position = 0
+            if not resumed:
+                total = await pool.fetchval(f"SELECT count(*) FROM stored_events{condition}", *args)
+                await pool.execute("UPDATE replay_jobs SET total=$2 WHERE id=$1", job_id, total)
             while True:
                 page_args = [*args, position]
                 page_where = [*where, f"seq > ${len(page_args)}"]
@@ -345,12 +370,18 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
                     )
                     for r in rows
                 ]
+                position = rows[-1]["seq"]
+                # The page, the progress and the resume point commit together: a job taken
+                # over after a crash re-publishes nothing twice and skips nothing.
                 async with pool.acquire() as conn, conn.transaction():
                     await outbox.add_many(conn, body.target_topic, events)
                     await conn.execute(
-                        "UPDATE replay_jobs SET done = done + $2 WHERE id = $1", job_id, len(rows)
+                        """UPDATE replay_jobs SET done = done + $2, position = $3,
+                           heartbeat_at = now() WHERE id = $1""",
+                        job_id,
+                        len(rows),
+                        position,
                     )
-                position = rows[-1]["seq"]
             await pool.execute(
                 "UPDATE replay_jobs SET status='finished', finished_at=now() WHERE id=$1", job_id
             )
@@ -361,6 +392,43 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
                 job_id,
                 f"{type(exc).__name__}: {exc}",
             )
+        finally:
+            beating.cancel()
+
+    def start_job(
+        pool: Any, job_id: str, body: ReplayRequest, *, position: int = 0, resumed: bool = False
+    ) -> None:
+        task = asyncio.create_task(
+            run_replay(pool, job_id, body, position=position, resumed=resumed)
+        )
+        jobs.add(task)
+        task.add_done_callback(jobs.discard)
+
+    async def take_over_stale_jobs(pool: Any) -> None:
+        """Resume running jobs whose instance stopped beating (claimed atomically)."""
+        while True:
+            try:
+                stale = await pool.fetch(
+                    """UPDATE replay_jobs SET heartbeat_at = now()
+                       WHERE status = 'running'
+                         AND heartbeat_at < now() - make_interval(secs => $1)
+                       RETURNING id, filters, target_topic, position""",
+                    REPLAY_STALE_AFTER,
+                )
+                for job in stale:
+                    _log.warning("resuming replay job %s after seq %s", job["id"], job["position"])
+                    filters = job["filters"]
+                    if isinstance(filters, str):
+                        filters = json.loads(filters)
+                    body = ReplayRequest.model_validate(
+                        {**filters, "target_topic": job["target_topic"]}
+                    )
+                    start_job(pool, job["id"], body, position=job["position"], resumed=True)
+            except Exception as exc:  # the database is down: try again next round
+                _log.warning("cannot look for stale replay jobs: %s", exc)
+            await asyncio.sleep(REPLAY_HEARTBEAT)
+
+    app.state.take_over_stale_jobs = take_over_stale_jobs
 
     @app.post("/api/events/replay", status_code=202, response_model=ReplayJob)
     async def start_replay(body: ReplayRequest, db: Pool) -> ReplayJob:
@@ -378,9 +446,7 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
             body.model_dump_json(exclude={"target_topic"}),
             body.target_topic,
         )
-        task = asyncio.create_task(run_replay(db, job_id, body))
-        jobs.add(task)
-        task.add_done_callback(jobs.discard)
+        start_job(db, job_id, body)
         return await get_replay(job_id, db)
 
     @app.get("/api/events/replay/{job_id}", response_model=ReplayJob)

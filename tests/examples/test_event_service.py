@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 import pytest
 from examples.event_service.app import EventServiceSettings
@@ -289,3 +290,72 @@ def test_events_arriving_while_postgres_is_down_are_stored_once_it_is_back(
     }
     assert outcomes.get("paused", 0) >= 1 and outcomes["handled"] == 2
     assert "retried" not in outcomes and "dead_lettered" not in outcomes
+
+
+def test_a_replay_whose_instance_died_is_resumed_where_it_stopped(
+    event_service: str, postgres_schema: PostgresSchema, kafka_bootstrap: str
+) -> None:
+    source = f"/lab/orphan-{uuid.uuid4().hex[:6]}"
+    for n in range(5):
+        httpx.post(
+            f"{event_service}/api/events",
+            json={"source": source, "type": "tracseq.qc.passed", "subject": f"S-{n}"},
+        )
+    stored = wait_for(
+        lambda: (
+            len(
+                items := httpx.get(f"{event_service}/api/events", params={"source": source}).json()[
+                    "items"
+                ]
+            )
+            == 5
+            and sorted(items, key=lambda e: e["seq"])
+        )
+    )
+    target = f"replay-orphan-{uuid.uuid4().hex[:8]}"
+
+    async def orphan() -> None:  # a job that re-published 2 events, then lost its instance
+        conn = await asyncpg.connect(postgres_schema.dsn)
+        try:
+            await conn.execute(
+                """INSERT INTO replay_jobs (id, filters, target_topic, total, done, position,
+                                            heartbeat_at)
+                   VALUES ('replay-orphan', $1::jsonb, $2, 5, 2, $3, now() - interval '5 min')""",
+                json.dumps({"source": source}),
+                target,
+                stored[1]["seq"],
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(orphan())
+    job = wait_for(
+        lambda: (
+            (j := httpx.get(f"{event_service}/api/events/replay/replay-orphan").json())["status"]
+            == "finished"
+            and j
+        ),
+        seconds=60,
+    )
+    assert (job["done"], job["total"]) == (5, 5)
+
+    async def replayed() -> list[str]:  # everything in the target topic, nothing twice
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            target, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        await consumer.start()
+        got: list[str] = []
+        try:
+            async with asyncio.timeout(30):
+                while len(got) < 3:  # the relay publishes after the job wrote the outbox
+                    for rs in (await consumer.getmany(timeout_ms=300)).values():
+                        got += [dict(r.headers)["ce_id"].decode() for r in rs]
+            for rs in (await consumer.getmany(timeout_ms=1000)).values():  # and no more
+                got += [dict(r.headers)["ce_id"].decode() for r in rs]
+        finally:
+            await consumer.stop()
+        return got
+
+    assert sorted(asyncio.run(replayed())) == sorted(e["id"] for e in stored[2:])
