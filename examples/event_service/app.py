@@ -76,6 +76,10 @@ def _pool(request: Request) -> Any:
 
 
 Pool = Annotated[Any, Depends(_pool)]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="idempotency-key", min_length=1, max_length=200)
+]
+"""A client's key for one logical request: a retry with it starts no second job."""
 
 
 def _stored(r: Any) -> StoredEvent:
@@ -431,21 +435,40 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
     app.state.take_over_stale_jobs = take_over_stale_jobs
 
     @app.post("/api/events/replay", status_code=202, response_model=ReplayJob)
-    async def start_replay(body: ReplayRequest, db: Pool) -> ReplayJob:
-        """Re-publish the matching stored events to ``target_topic`` in the background."""
+    async def start_replay(
+        body: ReplayRequest, db: Pool, idempotency_key: IdempotencyKey = None
+    ) -> ReplayJob:
+        """Re-publish the matching stored events to ``target_topic`` in the background.
+
+        With an ``Idempotency-Key``, a retry gets the job the first request started (and
+        a key reused for another request is a 422), so clients can retry safely.
+        """
         if re.match(settings.topic_pattern, body.target_topic):
             raise HTTPException(
                 422,
                 f"{body.target_topic!r} is a topic this service consumes; replaying "
                 "into it would loop",
             )
-        job_id = f"replay-{uuid.uuid4().hex[:12]}"
-        await db.execute(
-            "INSERT INTO replay_jobs (id, filters, target_topic) VALUES ($1, $2::jsonb, $3)",
-            job_id,
+        request = body.model_dump_json()
+        job_id = await db.fetchval(
+            """INSERT INTO replay_jobs (id, filters, target_topic, idempotency_key, request)
+               VALUES ($1, $2::jsonb, $3, $4, $5)
+               ON CONFLICT (idempotency_key) DO NOTHING RETURNING id""",
+            f"replay-{uuid.uuid4().hex[:12]}",
             body.model_dump_json(exclude={"target_topic"}),
             body.target_topic,
+            idempotency_key,
+            request,
         )
+        if job_id is None:  # this key started a job before
+            first = await db.fetchrow(
+                "SELECT id, request FROM replay_jobs WHERE idempotency_key = $1", idempotency_key
+            )
+            if first["request"] != request:
+                raise HTTPException(
+                    422, "this Idempotency-Key was already used for another request"
+                )
+            return await get_replay(first["id"], db)
         start_job(db, job_id, body)
         return await get_replay(job_id, db)
 

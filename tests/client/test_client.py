@@ -240,16 +240,36 @@ def test_a_retry_after_beyond_the_cap_is_not_waited_for() -> None:
     assert any("asked to wait" in note for note in caught.value.__notes__)
 
 
-def test_replays_are_not_retried_after_the_server_may_have_acted() -> None:
-    calls = []
+def test_replays_are_retried_with_one_key() -> None:
+    keys: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        return problem(502, "upstream reset")
+        keys.append(request.headers["idempotency-key"])
+        if len(keys) == 1:
+            return problem(502, "upstream reset")
+        body = {"id": "replay-1", "target_topic": "t", "status": "running", "total": 1}
+        return httpx.Response(202, json={**body, "done": 0, "created_at": "2026-11-30T10:00:00Z"})
+
+    assert client(handler).events.replay("tracseq.replay.test").id == "replay-1"
+    assert len(keys) == 2 and keys[0] == keys[1]
+
+
+def test_a_keyless_post_is_resent_only_when_it_certainly_did_not_arrive() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if len(calls) == 1:
+            raise httpx.ConnectError("refused", request=request)  # never arrived: resent
+        return problem(502, "upstream reset")  # may have arrived: not resent
 
     with pytest.raises(ServerError):
-        client(handler).events.replay("tracseq.replay.test")
-    assert len(calls) == 1
+        client(handler).request("POST", "/api/plates", json={}, write=False)
+    assert calls == ["POST", "POST"]
+    calls.clear()
+    with pytest.raises(ServerError):  # PUT is idempotent by definition: resent
+        client(handler).request("PUT", "/api/plates/1", json={}, write=False)
+    assert calls == ["PUT", "PUT", "PUT", "PUT"]
 
 
 # -- deadline and breaker -------------------------------------------------------------------

@@ -359,3 +359,18 @@ def test_a_replay_whose_instance_died_is_resumed_where_it_stopped(
         return got
 
     assert sorted(asyncio.run(replayed())) == sorted(e["id"] for e in stored[2:])
+
+
+def test_a_retried_replay_request_gets_the_job_it_started(event_service: str) -> None:
+    key = {"idempotency-key": f"replay-{uuid.uuid4().hex}"}
+    body = {"target_topic": f"replay-idem-{uuid.uuid4().hex[:8]}", "source": "/lab/none"}
+    first = httpx.post(f"{event_service}/api/events/replay", json=body, headers=key)
+    again = httpx.post(f"{event_service}/api/events/replay", json=body, headers=key)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    other = httpx.post(
+        f"{event_service}/api/events/replay", json={**body, "source": "/lab/x"}, headers=key
+    )
+    assert other.status_code == 422 and "already used" in other.json()["detail"]
+    unkeyed = [httpx.post(f"{event_service}/api/events/replay", json=body) for _ in range(2)]
+    assert unkeyed[0].json()["id"] != unkeyed[1].json()["id"]  # no key: two jobs

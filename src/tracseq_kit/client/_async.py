@@ -15,6 +15,7 @@ from httpx_sse import EventSource, SSEError
 from tracseq_kit._exceptions import APIConnectionError, APIError
 from tracseq_kit.client import _calls as C
 from tracseq_kit.client._base import (
+    _IDEMPOTENT,
     NOT_GIVEN,
     BaseClient,
     Call,
@@ -192,11 +193,24 @@ class AsyncTracSeqClient(BaseClient):
         """Any call, with the client's auth, retries and errors; returns the raw response.
 
         ``write`` (default: true for methods other than GET/HEAD) sends an
-        ``Idempotency-Key``. Raises the :class:`~tracseq_kit.APIError` family for
+        ``Idempotency-Key``; with ``write=False`` a POST or PATCH is retried only when it
+        certainly did not reach the server. Raises the :class:`~tracseq_kit.APIError` family for
         error statuses, like the typed methods.
         """
-        is_write = method.upper() not in ("GET", "HEAD") if write is None else write
-        call = Call(method.upper(), path, params, json, content, write=is_write, headers=headers)
+        method = method.upper()
+        is_write = method not in ("GET", "HEAD") if write is None else write
+        call = Call(
+            method,
+            path,
+            params,
+            json,
+            content,
+            write=is_write,
+            # without a key, only a method that is idempotent by definition is resent
+            # after the request may have arrived
+            replay_safe=is_write or method in _IDEMPOTENT,
+            headers=headers,
+        )
         return await self._send(call)
 
     # ------------------------------------------------------------------ plumbing

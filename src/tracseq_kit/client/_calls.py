@@ -248,8 +248,8 @@ def publish_event(
 
 
 def start_replay(request: ReplayRequest) -> Call:
-    # The service cannot deduplicate replays: retry only when nothing reached it.
-    return Call("POST", "/api/events/replay", body=request, replay_safe=False)
+    # The Idempotency-Key makes a retry return the job the first attempt started.
+    return Call("POST", "/api/events/replay", body=request, write=True)
 
 
 def get_replay(job_id: str) -> Call:
