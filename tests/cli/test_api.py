@@ -155,6 +155,9 @@ def test_user_mistakes_are_one_line_with_their_own_exit_status(
     assert status == ExitCode.USAGE and "--limit" in err
     status, _, err = tracseq("events", "query", "--since", "yesterday")
     assert status == ExitCode.USAGE and "not an ISO 8601 time" in err
+    status, _, err = tracseq("events", "replay", "not a topic!")
+    assert status == ExitCode.USAGE and err.startswith("tracseq: error: invalid replay request")
+    assert err.count("\n") == 1
     status, _, err = tracseq("events", "publish", "--type", "t.x", "--source", "/s", "--data", "{")
     assert status == ExitCode.USAGE and "--data is not valid JSON" in err
 

@@ -154,6 +154,10 @@ def test_request_body_that_is_not_a_template_is_refused_before_sending() -> None
     c = client(lambda r: pytest.fail("nothing should be sent"))
     with pytest.raises(ConfigurationError):
         c.templates.create("not a template")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"invalid replay request: target_topic: "):
+        c.events.replay("not a topic!")
+    with pytest.raises(ConfigurationError, match=r"invalid event: "):
+        c.events.publish(type="tracseq.x", source="/s", subject=["not", "a", "string"])  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match=r"invalid template: name: .*; fields\.0\.type"):
         c.templates.create({"name": "", "fields": [{"name": "a", "type": "colour"}]})
 

@@ -240,14 +240,16 @@ def publish_event(
     if event is None:
         if not type or not source:
             raise ConfigurationError("publish needs an event, or both type= and source=")
-        event = CloudEvent[Any](type=type, source=source, subject=subject, data=data)
+        fields = {"type": type, "source": source, "subject": subject, "data": data}
+        event = _model(fields, CloudEvent[Any], "event")
     elif type or source or data is not None or subject:
         raise ConfigurationError("give either an event or type=/source=/data=/subject=")
     body = event.model_dump(mode="json", exclude_none=True)
     return Call("POST", "/api/events", body=body)
 
 
-def start_replay(request: ReplayRequest) -> Call:
+def start_replay(target_topic: str, **filters: Any) -> Call:
+    request = _model({"target_topic": target_topic, **filters}, ReplayRequest, "replay request")
     # The Idempotency-Key makes a retry return the job the first attempt started.
     return Call("POST", "/api/events/replay", body=request, write=True)
 

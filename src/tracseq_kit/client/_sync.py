@@ -29,7 +29,6 @@ from tracseq_kit.schemas import (
     FieldDefinition,
     HealthStatus,
     ReplayJob,
-    ReplayRequest,
     StoredEvent,
     SubmissionReport,
     Template,
@@ -423,17 +422,13 @@ class Events:
         """Re-publish matching stored events to ``target_topic`` as a background job.
 
         With ``wait=True`` returns once the job finished or failed, calling
-        ``progress(done, total)`` as it advances.
+        ``progress(done, total)`` as it advances. A topic name Kafka would refuse raises
+        :class:`~tracseq_kit.ConfigurationError` before anything is sent.
         """
-        request = ReplayRequest(
-            target_topic=target_topic,
-            type=type,
-            source=source,
-            subject=subject,
-            since=since,
-            until=until,
+        call = C.start_replay(
+            target_topic, type=type, source=source, subject=subject, since=since, until=until
         )
-        job = self._c._run(C.start_replay(request), C.JOB)
+        job = self._c._run(call, C.JOB)
         while wait and job.status == "running":
             if progress is not None:
                 progress(job.done, job.total)
