@@ -15,7 +15,6 @@ from httpx_sse import EventSource, SSEError
 from tracseq_kit._exceptions import APIConnectionError, APIError
 from tracseq_kit.client import _calls as C
 from tracseq_kit.client._base import (
-    _IDEMPOTENT,
     NOT_GIVEN,
     BaseClient,
     Call,
@@ -23,6 +22,7 @@ from tracseq_kit.client._base import (
     Progress,
     _AsyncUpload,
     parse,
+    parse_sse,
 )
 from tracseq_kit.events import CloudEvent
 from tracseq_kit.resilience import CircuitBreaker, Retry, remaining
@@ -44,8 +44,6 @@ from tracseq_kit.schemas import (
 __all__ = ["AsyncPager", "AsyncTracSeqClient"]
 
 T = TypeVar("T")
-
-"""Called with (done, total): bytes sent for uploads, events for replays."""
 
 
 class AsyncPager(Generic[T]):
@@ -104,6 +102,7 @@ class AsyncTracSeqClient(BaseClient):
     :class:`~tracseq_kit.APIError` family.
     """
 
+    _http: httpx.AsyncClient
     _upload = _AsyncUpload
 
     def __init__(
@@ -127,40 +126,14 @@ class AsyncTracSeqClient(BaseClient):
             deadline=deadline,
             headers=headers,
         )
+        self._bind(httpx.AsyncClient(transport=transport), owns_http=True)
+
+    def _bind(self, http: httpx.AsyncClient, *, owns_http: bool) -> None:
         self._headers = self._default_headers()
-        self._http = httpx.AsyncClient(transport=transport)
-        self._owns_http = True
+        self._http = http
+        self._owns_http = owns_http
         self.templates = Templates(self)
         self.events = Events(self)
-
-    def with_options(
-        self,
-        *,
-        timeout: float | NotGiven = NOT_GIVEN,
-        deadline: float | NotGiven | None = NOT_GIVEN,
-        retry: Retry | NotGiven | None = NOT_GIVEN,
-        headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
-        idempotency_key: str | NotGiven | None = NOT_GIVEN,
-    ) -> AsyncTracSeqClient:
-        """A client with some options replaced, sharing this one's connections.
-
-        ``client.with_options(deadline=2).templates.get(...)``. ``idempotency_key``
-        fixes the key of the next writes (e.g. to resume a write after a crash).
-        """
-        derived = object.__new__(AsyncTracSeqClient)
-        derived._options = self._derive(
-            timeout=timeout,
-            deadline=deadline,
-            retry=retry,
-            headers=headers,
-            idempotency_key=idempotency_key,
-        )
-        derived._headers = derived._default_headers()
-        derived._http = self._http
-        derived._owns_http = False
-        derived.templates = Templates(derived)
-        derived.events = Events(derived)
-        return derived
 
     async def aclose(self) -> None:
         """Close the connections (a client from :meth:`with_options` leaves them open)."""
@@ -196,19 +169,8 @@ class AsyncTracSeqClient(BaseClient):
         certainly did not reach the server. Raises the :class:`~tracseq_kit.APIError` family for
         error statuses, like the typed methods.
         """
-        method = method.upper()
-        is_write = method not in ("GET", "HEAD") if write is None else write
-        call = Call(
-            method,
-            path,
-            params,
-            json,
-            content,
-            write=is_write,
-            # without a key, only a method that is idempotent by definition is resent
-            # after the request may have arrived
-            replay_safe=is_write or method in _IDEMPOTENT,
-            headers=headers,
+        call = C.raw(
+            method, path, params=params, json=json, content=content, headers=headers, write=write
         )
         return await self._send(call)
 
@@ -483,7 +445,7 @@ class Events:
                     async for sse in EventSource(response).aiter_sse():
                         if not sse.data:
                             continue
-                        event = parse(C.EVENT, _Body(sse.data, response))
+                        event = parse_sse(C.EVENT, sse.data, response)
                         position = sse.id or str(event.seq)
                         failures = 0
                         yield event
@@ -496,10 +458,3 @@ class Events:
                 return
             failures += 1
             await anyio.sleep(min(5.0, 0.1 * 2**failures))
-
-
-class _Body(httpx.Response):
-    """An SSE message's data parsed like a response body (for one error path)."""
-
-    def __init__(self, data: str, response: httpx.Response) -> None:
-        super().__init__(200, content=data.encode(), request=response.request)

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -64,7 +64,7 @@ Progress = Callable[[int, int], None]
 """``progress(done, total)``: called as an upload or a replay advances."""
 
 _UPLOAD_CHUNK: Final = 64 * 1024
-_IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 ENV_BASE_URL: Final = "TRACSEQ_BASE_URL"
 ENV_TOKEN: Final = "TRACSEQ_API_TOKEN"
@@ -191,6 +191,13 @@ class _AsyncUpload:
             yield chunk
 
 
+def _check_durations(*, timeout: float, deadline: float | None) -> None:
+    if timeout <= 0:
+        raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+    if deadline is not None and deadline <= 0:
+        raise ConfigurationError(f"deadline must be > 0 seconds, got {deadline!r}")
+
+
 def _clean_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not params:
         return None
@@ -225,6 +232,7 @@ class BaseClient:
 
     _options: Options
     _headers: dict[str, str]
+    _http: Any
 
     @staticmethod
     def _resolve(
@@ -244,10 +252,7 @@ class BaseClient:
             raise ConfigurationError(
                 f"{source} must be an http(s) URL such as http://127.0.0.1:8000, got {url!r}"
             )
-        if timeout <= 0:
-            raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
-        if deadline is not None and deadline <= 0:
-            raise ConfigurationError(f"deadline must be > 0 seconds, got {deadline!r}")
+        _check_durations(timeout=timeout, deadline=deadline)
         if breaker is True:
             breaker = _BREAKERS.get(f"client:{url.rstrip('/')}")
         return Options(
@@ -264,11 +269,38 @@ class BaseClient:
         given = {k: v for k, v in changes.items() if not isinstance(v, NotGiven)}
         if "headers" in given:
             given["headers"] = self._options.headers + tuple((given["headers"] or {}).items())
-        if given.get("timeout", 1) <= 0:
-            raise ConfigurationError(f"timeout must be > 0 seconds, got {given['timeout']!r}")
-        if given.get("deadline") is not None and given["deadline"] <= 0:
-            raise ConfigurationError(f"deadline must be > 0 seconds, got {given['deadline']!r}")
+        _check_durations(timeout=given.get("timeout", 1), deadline=given.get("deadline"))
         return replace(self._options, **given)
+
+    def with_options(
+        self,
+        *,
+        timeout: float | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        retry: Retry | NotGiven | None = NOT_GIVEN,
+        headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
+        idempotency_key: str | NotGiven | None = NOT_GIVEN,
+    ) -> Self:
+        """A client with some options replaced, sharing this one's connections.
+
+        ``client.with_options(deadline=2).templates.get(...)``. ``idempotency_key``
+        fixes the key of the next writes (e.g. to resume a write after a crash).
+        Raises :class:`~tracseq_kit.ConfigurationError` for a bad timeout or deadline.
+        """
+        derived = object.__new__(type(self))
+        derived._options = self._derive(
+            timeout=timeout,
+            deadline=deadline,
+            retry=retry,
+            headers=headers,
+            idempotency_key=idempotency_key,
+        )
+        derived._bind(self._http, owns_http=False)
+        return derived
+
+    def _bind(self, http: Any, *, owns_http: bool) -> None:
+        """Attach the HTTP client and the resources (``templates``, ``events``)."""
+        raise NotImplementedError
 
     @property
     def base_url(self) -> str:
@@ -326,7 +358,7 @@ class BaseClient:
 
     def _deadline_at(self, inherited: float | None = None) -> float | None:
         """The monotonic time this call must end by (its own deadline or the caller's)."""
-        ends = [t for t in (inherited,) if t is not None]
+        ends = [] if inherited is None else [inherited]
         if self._options.deadline is not None:
             ends.append(time.monotonic() + self._options.deadline)
         return min(ends) if ends else None
@@ -425,3 +457,8 @@ def parse(model: Callable[[bytes], T], response: httpx.Response) -> T:
             method=response.request.method,
             url=str(response.request.url),
         ) from None
+
+
+def parse_sse(model: Callable[[bytes], T], data: str, response: httpx.Response) -> T:
+    """Parse one Server-Sent Event's data like a response body (same errors as parse)."""
+    return parse(model, httpx.Response(200, content=data.encode(), request=response.request))

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tracseq_kit._exceptions import ConfigurationError
-from tracseq_kit.client._base import Call, Progress
+from tracseq_kit.client._base import IDEMPOTENT_METHODS, Call, Progress
 from tracseq_kit.events import CloudEvent
 from tracseq_kit.schemas import (
     EventAccepted,
@@ -270,6 +270,33 @@ def tail_events(
         headers["last-event-id"] = last_event_id
     params = {"type": type, "source": source, "subject": subject}
     return Call("GET", "/api/events/stream", params, headers=headers)
+
+
+def raw(
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, Any] | None,
+    json: Any,
+    content: bytes | None,
+    headers: Mapping[str, str] | None,
+    write: bool | None,
+) -> Call:
+    """Any request (``client.request``): a write unless GET/HEAD or ``write=False``."""
+    method = method.upper()
+    is_write = method not in ("GET", "HEAD") if write is None else write
+    return Call(
+        method,
+        path,
+        params,
+        json,
+        content,
+        write=is_write,
+        # without a key, only a method that is idempotent by definition is resent after
+        # the request may have arrived
+        replay_safe=is_write or method in IDEMPOTENT_METHODS,
+        headers=headers,
+    )
 
 
 def health() -> Call:
