@@ -200,7 +200,7 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
         async with pool.acquire() as conn:
             await apply_migrations(conn, MIGRATIONS, namespace="event_service")
             await migrate(conn)
-        takeover = asyncio.create_task(app.state.take_over_stale_jobs(pool))
+        takeover = asyncio.create_task(take_over_stale_jobs(pool))  # defined below
         try:
             async with _consuming(app, pool):
                 yield
@@ -431,8 +431,6 @@ def create_app(settings: EventServiceSettings | None = None) -> FastAPI:
             except Exception as exc:  # the database is down: try again next round
                 _log.warning("cannot look for stale replay jobs: %s", exc)
             await asyncio.sleep(REPLAY_HEARTBEAT)
-
-    app.state.take_over_stale_jobs = take_over_stale_jobs
 
     @app.post("/api/events/replay", status_code=202, response_model=ReplayJob)
     async def start_replay(
