@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -142,17 +142,15 @@ class _Plan:
 
 def _plan(args: argparse.Namespace) -> _Plan:
     root = _checkout(args.examples)
-    ports = {
-        "templates": args.template_port,
-        "events": args.event_port,
-        "gateway": args.gateway_port,
+    options = {  # name: (port, the option that sets it)
+        "templates": (args.template_port, "--template-port"),
+        "events": (args.event_port, "--event-port"),
+        "gateway": (args.gateway_port, "--gateway-port"),
     }
+    ports = {name: port for name, (port, _) in options.items()}
     if len(set(ports.values())) != len(ports):
         raise DevError(f"the ports must differ, got {ports}")
-    for name, port in ports.items():
-        option = {"templates": "--template-port", "events": "--event-port"}.get(
-            name, "--gateway-port"
-        )
+    for name, (port, option) in options.items():
         if not _port_free(port):
             raise DevError(
                 f"port {port} ({name}) is taken: stop what listens there (another "
@@ -198,7 +196,6 @@ class _Child:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
-    status: str = field(default="starting")
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -250,9 +247,9 @@ def _run_stack(
     for name, module, argv, env in [*services, gateway]:
         if stop.is_set():
             return
-        child = _spawn(plan.root, workdir, name, module, argv, {**common, **env})
+        url = f"http://127.0.0.1:{plan.ports[name]}"
+        child = _spawn(plan.root, workdir, name, url, module, argv, {**common, **env})
         children.append(child)
-        child.url = f"http://127.0.0.1:{plan.ports[name]}"
         _wait_ready(child, stop)
         print(f"{name:<9} {child.url}", flush=True)
     gateway_url = children[-1].url
@@ -331,7 +328,13 @@ burst = 1000
 
 
 def _spawn(
-    root: Path, workdir: Path, name: str, module: str, argv: list[str], env: dict[str, str]
+    root: Path,
+    workdir: Path,
+    name: str,
+    url: str,
+    module: str,
+    argv: list[str],
+    env: dict[str, str],
 ) -> _Child:
     log = workdir / f"{name}.log"
     with open(log, "wb") as out:
@@ -344,7 +347,7 @@ def _spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches tracseq dev only; it stops them in order
         )
-    return _Child(name, "", process, log)
+    return _Child(name, url, process, log)
 
 
 def _pythonpath(root: Path) -> str:
@@ -363,7 +366,6 @@ def _wait_ready(child: _Child, stop: threading.Event) -> None:
                 )
             with contextlib.suppress(httpx.HTTPError):
                 if http.get(f"{child.url}/readyz").status_code == 200:
-                    child.status = "ready"
                     return
             if time.monotonic() > deadline:
                 raise DevError(
