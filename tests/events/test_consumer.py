@@ -4,8 +4,10 @@ Kafka-protocol broker."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -154,7 +156,7 @@ async def test_failures_go_through_retry_topics_then_succeed(
     consumed = {  # by the original topic, whichever retry topic it came through
         outcome: metrics_registry().get_sample_value(
             "tracseq_events_consumed_total",
-            {"group": consumer._group, "topic": topic, "outcome": outcome},
+            {"group": consumer.group_id, "topic": topic, "outcome": outcome},
         )
         for outcome in ("handled", "retried", "dead_lettered")
     }
@@ -182,9 +184,28 @@ async def test_a_dependency_outage_pauses_the_partition_instead_of_dead_letterin
     await run_until(consumer, lambda: consumer.handled == 3)
     assert seen == [0, 1, 2]  # in order, none skipped, none forwarded
     assert (consumer.retried, consumer.dead_lettered) == (0, 0)
-    labels = {"group": consumer._group, "topic": topic, "outcome": "paused"}
+    labels = {"group": consumer.group_id, "topic": topic, "outcome": "paused"}
     paused = metrics_registry().get_sample_value("tracseq_events_consumed_total", labels)
     assert paused is not None and 2 <= paused <= 5  # 0.5 s... doubling, capped at 1 s
+
+
+async def test_the_counts_of_a_consumer_that_is_gone_remain(kafka_topic: Any) -> None:
+    broker, topic = InMemoryBroker(), kafka_topic("gone")
+    await broker.publish(topic, event("k", 1))
+
+    async def handler(e: CloudEvent[Any], d: Delivery) -> None:
+        pass
+
+    consumer = EventConsumer(
+        topics=[topic], group_id=f"g-{uuid.uuid4().hex[:8]}", handler=handler, broker=broker
+    )
+    await run_until(consumer, lambda c=consumer: c.handled == 1)  # type: ignore[misc]
+    group, gone = consumer.group_id, weakref.ref(consumer)
+    del consumer  # a consumer replaced after a failure: its counts stay in the totals
+    gc.collect()
+    assert gone() is None
+    labels = {"group": group, "topic": topic, "outcome": "handled"}
+    assert metrics_registry().get_sample_value("tracseq_events_consumed_total", labels) == 1.0
 
 
 async def test_poison_message_ends_in_the_dead_letter_topic(
@@ -198,7 +219,7 @@ async def test_poison_message_ends_in_the_dead_letter_topic(
     await backend.publish(topic, event("k", 1))
     consumer = backend.consumer([topic], handler, retry_delays=(0.05,))
     await run_until(consumer, lambda: consumer.dead_lettered == 1)
-    labels = {"group": consumer._group, "topic": topic, "outcome": "dead_lettered"}
+    labels = {"group": consumer.group_id, "topic": topic, "outcome": "dead_lettered"}
     assert metrics_registry().get_sample_value("tracseq_events_consumed_total", labels) == 1.0
     (dead,) = await backend.read(f"{topic}.dlt", 1)
     headers = {k: bytes(v).decode() for k, v in dead.headers}

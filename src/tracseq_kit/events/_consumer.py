@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import context as otel_context
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from tracseq_kit._exceptions import (
     ConfigurationError,
@@ -22,7 +27,7 @@ from tracseq_kit.events._binding import KafkaMessage, from_kafka
 from tracseq_kit.events._cloudevent import CloudEvent, EventRegistry
 from tracseq_kit.events._memory import InMemoryBroker
 from tracseq_kit.events._outbox import Inbox
-from tracseq_kit.telemetry import counter
+from tracseq_kit.telemetry import metrics_registry
 from tracseq_kit.telemetry._propagation import extract_kafka_context
 
 __all__ = ["DLT_HEADERS", "Delivery", "EventConsumer"]
@@ -188,12 +193,9 @@ class EventConsumer:
         self.handled = 0
         self.retried = 0
         self.dead_lettered = 0
-        self._group = group_id
-        self._consumed = counter(
-            "tracseq_events_consumed",
-            "Events a consumer finished with: handled, retried or dead-lettered",
-            labelnames=["group", "topic", "outcome"],
-        )
+        # (original topic, outcome) -> events; read by the collector at scrape time
+        self._consumed: collections.Counter[tuple[str, str]] = collections.Counter()
+        _track(self)
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish (stop fetching, drain, commit, leave)."""
@@ -278,7 +280,7 @@ class EventConsumer:
                     down.cause,
                     pause,
                 )
-                self._consumed.labels(self._group, down.origin, "paused").inc()
+                self._consumed[down.origin, "paused"] += 1
                 self._consumer.pause(tp)
                 self._consumer.seek(tp, record.offset)
                 self._resume_at[tp] = time.time() + pause
@@ -315,7 +317,7 @@ class EventConsumer:
         finally:
             otel_context.detach(token)
         self.handled += 1
-        self._consumed.labels(self._group, origin, "handled").inc()
+        self._consumed[origin, "handled"] += 1
 
     async def _handle(self, event: CloudEvent[Any], delivery: Delivery) -> None:
         if self._inbox is None:
@@ -375,7 +377,7 @@ class EventConsumer:
             (NOT_BEFORE, str(due).encode()),
         )
         self.retried += 1
-        self._consumed.labels(self._group, origin, "retried").inc()
+        self._consumed[origin, "retried"] += 1
 
     async def _dead_letter(
         self,
@@ -387,7 +389,7 @@ class EventConsumer:
     ) -> None:
         await self._forward(f"{origin}.dlt", record, headers, origin, attempt, exc)
         self.dead_lettered += 1
-        self._consumed.labels(self._group, origin, "dead_lettered").inc()
+        self._consumed[origin, "dead_lettered"] += 1
 
     async def _forward(
         self,
@@ -422,3 +424,45 @@ def _int(raw: bytes | None) -> int | None:
         return int(raw)
     except ValueError:
         return None
+
+
+_consumers: weakref.WeakSet[EventConsumer] = weakref.WeakSet()
+_registered: weakref.WeakSet[CollectorRegistry] = weakref.WeakSet()
+_retired: collections.Counter[tuple[str, str, str]] = collections.Counter()
+"""Counts of consumers that are gone (a restarted one), so the totals never go down."""
+
+
+class _ConsumedCollector(Collector):
+    """``tracseq_events_consumed_total`` from the consumers' plain counts, at scrape time
+    (an event pays a dict increment, not a labelled metric update)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "tracseq_events_consumed",
+            "Events a consumer finished with: handled, retried, dead-lettered or paused",
+            labels=["group", "topic", "outcome"],
+        )
+        totals = collections.Counter(_retired)
+        for consumer in list(_consumers):
+            for (topic, outcome), n in consumer._consumed.items():
+                totals[consumer.group_id, topic, outcome] += n
+        for labels, n in sorted(totals.items()):
+            family.add_metric(list(labels), n)
+        yield family
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        return iter(())
+
+
+def _retire(group: str, counts: collections.Counter[tuple[str, str]]) -> None:
+    for (topic, outcome), n in counts.items():
+        _retired[group, topic, outcome] += n
+
+
+def _track(consumer: EventConsumer) -> None:
+    _consumers.add(consumer)
+    weakref.finalize(consumer, _retire, consumer.group_id, consumer._consumed)
+    registry = metrics_registry()
+    if registry not in _registered:
+        registry.register(_ConsumedCollector())
+        _registered.add(registry)
