@@ -54,13 +54,15 @@ def build(variant: str) -> Any:
         from starlette.responses import JSONResponse
         from starlette.routing import Route
 
+        from tracseq_kit.asgi import (
+            ProblemDetailsMiddleware,
+            RequestIdMiddleware,
+            TracingMiddleware,
+        )
         from tracseq_kit.service import (
             AccessLogMiddleware,
             BodySizeLimitMiddleware,
             MetricsMiddleware,
-            ProblemDetailsMiddleware,
-            RequestIdMiddleware,
-            TracingMiddleware,
             install_exception_handlers,
         )
         from tracseq_kit.telemetry import configure_logging, configure_telemetry
@@ -239,13 +241,11 @@ def layers(seconds: float) -> dict[str, float]:
     from fastapi import FastAPI
     from starlette.middleware import Middleware
 
+    from tracseq_kit.asgi import ProblemDetailsMiddleware, RequestIdMiddleware, TracingMiddleware
     from tracseq_kit.service import (
         AccessLogMiddleware,
         BodySizeLimitMiddleware,
         MetricsMiddleware,
-        ProblemDetailsMiddleware,
-        RequestIdMiddleware,
-        TracingMiddleware,
     )
     from tracseq_kit.telemetry import configure_logging, configure_telemetry
 

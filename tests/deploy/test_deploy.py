@@ -27,8 +27,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from tracseq_kit.asgi import HEALTH_JSON
 from tracseq_kit.gateway import Gateway, GatewayConfig, load_config, parse_config
-from tracseq_kit.health import HEALTH_JSON
 from tracseq_kit.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]

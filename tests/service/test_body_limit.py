@@ -6,7 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracseq_kit.service import BodySizeLimitMiddleware, RequestIdMiddleware
+from tracseq_kit.asgi import RequestIdMiddleware
+from tracseq_kit.service import BodySizeLimitMiddleware
 
 LIMIT = 100
 

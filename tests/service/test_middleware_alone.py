@@ -16,13 +16,11 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from tracseq_kit.asgi import ProblemDetailsMiddleware, RequestIdMiddleware, TracingMiddleware
 from tracseq_kit.service import (
     AccessLogMiddleware,
     MetricsEndpoint,
     MetricsMiddleware,
-    ProblemDetailsMiddleware,
-    RequestIdMiddleware,
-    TracingMiddleware,
     install_exception_handlers,
 )
 from tracseq_kit.telemetry import configure_logging

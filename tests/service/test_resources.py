@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from tracseq_kit import ConfigurationError, DependencyUnavailableError, MissingDependencyError
 from tracseq_kit.health import HealthRegistry
 from tracseq_kit.service import (
-    HealthEndpoints,
+    HealthProvider,
     Resource,
     create_service,
     kafka_producer,
@@ -168,7 +168,7 @@ def test_custom_health_registry_is_wired(live_server: Any) -> None:
         return None
 
     recorder = Recorder()
-    assert isinstance(recorder, HealthEndpoints)
+    assert isinstance(recorder, HealthProvider)
     app = create_service(
         ServiceSettings(),
         resources=[Resource("db", open_, check), Resource("nocheck", open_)],

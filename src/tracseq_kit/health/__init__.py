@@ -7,7 +7,7 @@ any callable), each with a timeout, run concurrently and cached. Its
 ``/readyz``, ``/startupz`` and ``/health`` from any ASGI framework.
 """
 
-from tracseq_kit.health._asgi import HEALTH_JSON, HealthEndpoints
+from tracseq_kit.health._asgi import HealthEndpoints
 from tracseq_kit.health._checks import (
     CallableCheck,
     HealthCheck,
@@ -19,7 +19,6 @@ from tracseq_kit.health._checks import (
 from tracseq_kit.health._registry import CheckResult, HealthRegistry, HealthReport, Status
 
 __all__ = [
-    "HEALTH_JSON",
     "CallableCheck",
     "CheckResult",
     "HealthCheck",

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
-from tracseq_kit._problem import send_problem
+from tracseq_kit.asgi._probes import HEALTH_JSON, HealthWord, send_json, send_probe
+from tracseq_kit.asgi._problem import send_problem
+from tracseq_kit.asgi._types import Receive, Scope, Send
 from tracseq_kit.health._registry import HealthRegistry, HealthReport
 
-__all__ = ["HEALTH_JSON", "HealthEndpoints"]
+__all__ = ["HealthEndpoints"]
 
-HEALTH_JSON = "application/health+json"
-"""The media type of draft-inadarei-api-health-check documents."""
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[MutableMapping[str, Any]], Any]
-
-_TRACSEQ_STATUS = {"pass": "healthy", "warn": "degraded", "fail": "unhealthy"}
-_NO_STORE = (b"cache-control", b"no-store")
+_TRACSEQ_STATUS: dict[str, HealthWord] = {
+    "pass": "healthy",
+    "warn": "degraded",
+    "fail": "unhealthy",
+}
 
 
 class HealthEndpoints:
@@ -56,7 +54,6 @@ class HealthEndpoints:
         self._version = version
         self._bodies: dict[tuple[int, str, bool], bytes] = {}
         self._last_report: HealthReport | None = None
-        self._live = json.dumps({"status": "pass"}).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,12 +76,11 @@ class HealthEndpoints:
             return
         head = method == "HEAD"
         if path == "/livez":
-            await _respond(send, 200, HEALTH_JSON, self._live, head)
+            await send_probe(send, True, head=head)
             return
         started = self.registry.started
         if path == "/startupz":
-            body = json.dumps({"status": "pass" if started else "fail"}).encode()
-            await _respond(send, 200 if started else 503, HEALTH_JSON, body, head)
+            await send_probe(send, started, head=head)
             return
         report = self.registry.cached() or await self.registry.run()
         details = self._public or self._authorized(scope)
@@ -94,7 +90,7 @@ class HealthEndpoints:
             variant, media = "tracseq", "application/json"
         status = report.http_status if started else 503
         body = self._body(report, variant, details, started)
-        await _respond(send, status, media, body, head)
+        await send_json(send, status, body, media, head=head)
 
     def _authorized(self, scope: Scope) -> bool:
         if self._authorize is not None and self._authorize(scope):
@@ -183,18 +179,3 @@ def _wants_health_json(scope: Scope) -> bool:
         if key == b"accept":
             return b"application/health+json" in value
     return False
-
-
-async def _respond(send: Send, status: int, media: str, body: bytes, head: bool) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", media.encode()),
-                (b"content-length", str(len(body)).encode()),
-                _NO_STORE,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": b"" if head else body})

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tracseq_kit._exceptions import ConfigurationError
-from tracseq_kit._problem import send_problem
+from tracseq_kit.asgi._problem import send_problem
+from tracseq_kit.asgi._types import ASGIApp, Message, Receive, Scope, Send
 from tracseq_kit.ratelimit._headers import ratelimit_headers
 from tracseq_kit.ratelimit._limiter import FailurePolicy, RateLimiter
 from tracseq_kit.ratelimit._memory import MemoryStore
@@ -18,10 +19,6 @@ from tracseq_kit.ratelimit._redis import RedisStore
 
 __all__ = ["PolicyConfig", "RateLimitConfig", "RateLimitMiddleware", "RouteLimit", "client_ip"]
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 KeyFunc = Callable[[Scope], str | None]
 
 
@@ -237,7 +234,7 @@ class RateLimitMiddleware:
             )
             return
 
-        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *headers]
             await send(message)

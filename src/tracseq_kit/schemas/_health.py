@@ -16,7 +16,7 @@ class HealthStatus(ResponseModel):
 
     A service answers ``service``, ``status`` (``healthy`` / ``degraded`` /
     ``unhealthy``) and ``checks`` by dependency; the gateway answers ``status``
-    (``healthy`` / ``degraded`` / ``critical``) and ``services`` by upstream pool.
+    (the same words) and ``services`` by upstream pool.
     ``http_status`` is the HTTP status of the answer (503 when unhealthy).
     """
 

@@ -1,7 +1,8 @@
-"""The service chassis: :func:`create_service` and the pure-ASGI middleware it is built from.
+"""The service chassis: :func:`create_service` and the middleware it is built from.
 
-Each middleware works alone in front of any ASGI application; ``create_service`` stacks
-them on a FastAPI app with a lifespan that opens :class:`Resource` objects in order and
+``create_service`` stacks the pure-ASGI middleware of :mod:`tracseq_kit.asgi` (request
+ids, tracing, problem+json) and this package's own (body limit, metrics, access log) on a
+FastAPI app with a lifespan that opens :class:`Resource` objects in order and
 closes them in reverse, health endpoints and ``/metrics``. Needs the ``server`` extra
 (``pip install 'tracseq-kit[server]'``); importing without it raises
 ``MissingDependencyError``.
@@ -20,10 +21,9 @@ except ImportError as _exc:
 from tracseq_kit.service._access_log import AccessLogMiddleware
 from tracseq_kit.service._app import create_service
 from tracseq_kit.service._body_limit import BodySizeLimitMiddleware, RequestBodyTooLargeError
-from tracseq_kit.service._errors import ProblemDetailsMiddleware, install_exception_handlers
-from tracseq_kit.service._health import HealthCheck, HealthEndpoints
+from tracseq_kit.service._errors import install_exception_handlers
+from tracseq_kit.service._health import HealthProvider
 from tracseq_kit.service._metrics import MetricsEndpoint, MetricsMiddleware
-from tracseq_kit.service._request_id import RequestIdMiddleware
 from tracseq_kit.service._resources import (
     Resource,
     Resources,
@@ -32,21 +32,16 @@ from tracseq_kit.service._resources import (
     redis_client,
 )
 from tracseq_kit.service._run import run_service
-from tracseq_kit.service._tracing import TracingMiddleware
 
 __all__ = [
     "AccessLogMiddleware",
     "BodySizeLimitMiddleware",
-    "HealthCheck",
-    "HealthEndpoints",
+    "HealthProvider",
     "MetricsEndpoint",
     "MetricsMiddleware",
-    "ProblemDetailsMiddleware",
     "RequestBodyTooLargeError",
-    "RequestIdMiddleware",
     "Resource",
     "Resources",
-    "TracingMiddleware",
     "create_service",
     "install_exception_handlers",
     "kafka_producer",

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from tracseq_kit.service._types import ASGIApp, Message, Receive, Scope, Send, route_of
+from tracseq_kit.asgi._types import ASGIApp, Message, Receive, Scope, Send, route_of
 
 ACCESS_LOGGER = "tracseq_kit.access"
 

@@ -16,16 +16,15 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from tracseq_kit._exceptions import ConfigurationError, DependencyUnavailableError
+from tracseq_kit.asgi import ProblemDetailsMiddleware, RequestIdMiddleware, TracingMiddleware
+from tracseq_kit.asgi._types import ASGIApp, Receive, Scope, Send
 from tracseq_kit.health import HealthRegistry
 from tracseq_kit.service._access_log import AccessLogMiddleware
 from tracseq_kit.service._body_limit import BodySizeLimitMiddleware
-from tracseq_kit.service._errors import ProblemDetailsMiddleware, install_exception_handlers
-from tracseq_kit.service._health import HEALTH_PATHS, HealthEndpoints
+from tracseq_kit.service._errors import install_exception_handlers
+from tracseq_kit.service._health import HEALTH_PATHS, HealthProvider
 from tracseq_kit.service._metrics import MetricsEndpoint, MetricsMiddleware
-from tracseq_kit.service._request_id import RequestIdMiddleware
 from tracseq_kit.service._resources import Resource, Resources
-from tracseq_kit.service._tracing import TracingMiddleware
-from tracseq_kit.service._types import ASGIApp, Receive, Scope, Send
 from tracseq_kit.settings import ServiceSettings
 from tracseq_kit.telemetry._logging import configure_logging
 from tracseq_kit.telemetry._tracing import configure_telemetry
@@ -42,7 +41,7 @@ def create_service(
     settings: ServiceSettings | None = None,
     *,
     resources: Sequence[Resource] = (),
-    health: HealthEndpoints | None = None,
+    health: HealthProvider | None = None,
     lifespan: Lifespan | None = None,
     title: str | None = None,
     version: str = "0.1.0",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from starlette.exceptions import HTTPException
 
-from tracseq_kit._problem import send_problem
-from tracseq_kit.service._types import ASGIApp, Message, Receive, Scope, Send
-from tracseq_kit.telemetry._context import request_id_var
+from tracseq_kit.asgi._context import request_id_var
+from tracseq_kit.asgi._problem import send_problem
+from tracseq_kit.asgi._types import ASGIApp, Message, Receive, Scope, Send
 
 
 class RequestBodyTooLargeError(HTTPException):

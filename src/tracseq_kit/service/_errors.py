@@ -1,65 +1,18 @@
-"""Every error becomes ``application/problem+json`` (RFC 9457) carrying the request id."""
+"""Every error of a FastAPI/Starlette app becomes ``application/problem+json`` (RFC 9457)
+carrying the request id. The pure-ASGI part lives in :mod:`tracseq_kit.asgi`."""
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracseq_kit._problem import PROBLEM_CONTENT_TYPE, problem_body, send_problem
-from tracseq_kit.service._types import ASGIApp, Message, Receive, Scope, Send
-from tracseq_kit.telemetry._context import request_id_var
-
-logger = logging.getLogger("tracseq_kit.service")
-
-INTERNAL_ERROR_DETAIL = (
-    "The server failed to complete the request. Quote the request id when reporting it."
+from tracseq_kit.asgi._problem import (
+    INTERNAL_ERROR_DETAIL,
+    PROBLEM_CONTENT_TYPE,
+    problem_body,
+    request_id_extension,
 )
-
-
-class ProblemDetailsMiddleware:
-    """Turn any exception that escapes the application into a 500 problem+json response.
-
-    The exception and its traceback are logged server-side on ``tracseq_kit.service``;
-    the client gets only a fixed message and the request id. If the response had already
-    started, the exception is logged and re-raised so the server aborts the connection.
-    Pure ASGI: works in front of any ASGI application.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            logger.exception("unhandled error serving %s %s", scope["method"], scope["path"])
-            if started:
-                raise
-            await send_problem(
-                send,
-                500,
-                detail=INTERNAL_ERROR_DETAIL,
-                instance=scope["path"],
-                extensions=_request_id_extension(),
-            )
-
-
-def _request_id_extension() -> dict[str, Any]:
-    request_id = request_id_var.get()
-    return {"request_id": request_id} if request_id else {}
 
 
 def problem_response(
@@ -74,7 +27,7 @@ def problem_response(
     """A Starlette ``Response`` holding a problem document with the current request id."""
     from starlette.responses import Response
 
-    ext = {**_request_id_extension(), **(extensions or {})}
+    ext = {**request_id_extension(), **(extensions or {})}
     body = problem_body(status, title=title, detail=detail, instance=instance, extensions=ext)
     return Response(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
 

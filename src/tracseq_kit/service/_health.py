@@ -1,6 +1,6 @@
 """What the chassis needs from a health registry.
 
-:class:`HealthEndpoints` is the interface ``create_service`` is written against;
+:class:`HealthProvider` is the interface ``create_service`` is written against;
 :class:`tracseq_kit.health.HealthRegistry` provides it and is the default.
 """
 
@@ -9,16 +9,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
-from tracseq_kit.service._types import ASGIApp
+from tracseq_kit.asgi._types import ASGIApp
 
-HealthCheck = Callable[[], Awaitable[object]]
-"""An async callable that raises when the dependency it checks is unhealthy."""
+__all__ = ["HEALTH_PATHS", "HealthProvider"]
 
 HEALTH_PATHS = ("/livez", "/readyz", "/startupz", "/health")
 
 
 @runtime_checkable
-class HealthEndpoints(Protocol):
+class HealthProvider(Protocol):
     """The part of a health registry that ``create_service`` uses.
 
     - ``add_check(name, check)``: register a readiness check; ``check`` is an async callable
@@ -29,7 +28,7 @@ class HealthEndpoints(Protocol):
       ``/startupz`` and ``/health``, seeing the full request path in ``scope["path"]``.
     """
 
-    def add_check(self, name: str, check: HealthCheck) -> None:
+    def add_check(self, name: str, check: Callable[[], Awaitable[object]]) -> None:
         """Register a readiness check."""
         ...
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
-from tracseq_kit.service._types import ASGIApp, Message, Receive, Scope, Send, method_of, route_of
+from tracseq_kit.asgi._types import ASGIApp, Message, Receive, Scope, Send, method_of, route_of
 from tracseq_kit.telemetry._metrics import gauge, histogram, metrics_registry, render_metrics
 
 DURATION_METRIC = "http_server_request_duration_seconds"

@@ -1,10 +1,10 @@
-"""Context variables shared by the request-id middleware and the log formatter."""
+"""The request id of the current context, for logs (set by the request-id middleware)."""
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from tracseq_kit.asgi._context import request_id_var
 
-request_id_var: ContextVar[str | None] = ContextVar("tracseq_request_id", default=None)
+__all__ = ["current_request_id", "request_id_var"]
 
 
 def current_request_id() -> str | None:

@@ -114,7 +114,8 @@ def configure_logging(
     ``fmt="auto"`` writes JSON lines unless ``stream`` is a terminal. Idempotent: the
     handler installed by an earlier call is replaced, never duplicated; handlers other
     code installed are left alone. uvicorn's loggers are made to propagate to the root
-    logger so their records get the same format. Returns the installed handler.
+    logger at the root's level, so their records get the same format and threshold.
+    Returns the installed handler.
     Raises ``ConfigurationError`` for an unknown level or format.
     """
     if fmt not in ("auto", "json", "text"):
@@ -138,6 +139,8 @@ def configure_logging(
         uv = logging.getLogger(name)
         uv.handlers.clear()
         uv.propagate = True
+        uv.disabled = False  # a dictConfig(disable_existing_loggers=True) mutes them
+        uv.setLevel(logging.NOTSET)  # the root's level governs, as for every other logger
     return handler
 
 

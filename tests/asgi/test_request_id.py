@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracseq_kit.service import RequestIdMiddleware
+from tracseq_kit.asgi import REQUEST_ID_PATTERN, RequestIdMiddleware, valid_request_id
 from tracseq_kit.telemetry import current_request_id
 
-WELL_FORMED = re.compile(r"[A-Za-z0-9._-]{1,128}")
+WELL_FORMED = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 async def report_id(scope: Any, receive: Any, send: Any) -> None:
@@ -23,7 +23,7 @@ app = RequestIdMiddleware(report_id)
 
 header_values = st.one_of(
     st.from_regex(WELL_FORMED, fullmatch=True),
-    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=200),
+    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=200),
 )
 
 
@@ -40,7 +40,7 @@ async def test_well_formed_ids_are_kept_and_others_replaced(asgi_call: Any, valu
         assert echoed == value
     else:
         assert echoed != value
-    assert result.body.decode() == f"{echoed}|{echoed}"
+    assert result.text == f"{echoed}|{echoed}"
 
 
 @pytest.mark.anyio
@@ -62,3 +62,15 @@ async def test_other_header_name(asgi_call: Any) -> None:
     custom = RequestIdMiddleware(report_id, header="X-Correlation-ID")
     result = await asgi_call(custom, headers=[("X-Correlation-ID", "corr-1")])
     assert result.headers["x-correlation-id"] == "corr-1"
+
+
+def test_services_and_the_gateway_accept_the_same_ids() -> None:
+    # one rule: an id the gateway forwards is the id every service logs
+    from tracseq_kit.gateway import _headers
+
+    assert _headers.valid_request_id is valid_request_id
+    assert WELL_FORMED.pattern == REQUEST_ID_PATTERN
+    for value in (b"req:42", b"a.b-c_d", b"x" * 128):
+        assert valid_request_id(value)
+    for value in (b"", b"x" * 129, b"a b", b"a\nb", b"<script>"):
+        assert not valid_request_id(value)

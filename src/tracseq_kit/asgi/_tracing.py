@@ -30,8 +30,8 @@ from opentelemetry.trace import (
 )
 
 from tracseq_kit._version import __version__
-from tracseq_kit.service._types import ASGIApp, Message, Receive, Scope, Send, method_of, route_of
-from tracseq_kit.telemetry._context import request_id_var
+from tracseq_kit.asgi._context import request_id_var
+from tracseq_kit.asgi._types import ASGIApp, Message, Receive, Scope, Send, method_of, route_of
 
 
 class _HeaderGetter(Getter[Scope]):
@@ -45,6 +45,8 @@ class _HeaderGetter(Getter[Scope]):
 
 
 _GETTER = _HeaderGetter()
+
+__all__ = ["TracingMiddleware"]
 
 
 class TracingMiddleware:
