@@ -23,7 +23,7 @@ import uvloop
 from gateway_common import free_port, nginx, require_tools
 from httpx_aiohttp import AiohttpTransport
 
-from tracseq_kit.gateway._http1 import ConnectionPool, build_head
+from tracseq_kit._http1 import ConnectionPool, build_head
 
 Call = Callable[[], Awaitable[None]]
 

@@ -1,7 +1,8 @@
 """Shared test configuration.
 
 `pytester` runs the plugin's tests in subprocesses. Under CI, hypothesis runs
-derandomized so a run is reproducible; locally it explores new examples every time.
+derandomized so a run is reproducible; locally it explores new examples every time, and
+``TRACSEQ_HYPOTHESIS_PROFILE=long`` explores far longer.
 """
 
 import os
@@ -12,4 +13,8 @@ pytest_plugins = ["pytester"]
 
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
-settings.load_profile("ci" if os.environ.get("CI") else "dev")
+# TRACSEQ_HYPOTHESIS_PROFILE=long: a longer local exploration of every property.
+settings.register_profile("long", deadline=None, max_examples=20_000)
+settings.load_profile(
+    os.environ.get("TRACSEQ_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)

@@ -64,7 +64,6 @@ Progress = Callable[[int, int], None]
 """``progress(done, total)``: called as an upload or a replay advances."""
 
 _UPLOAD_CHUNK: Final = 64 * 1024
-IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 ENV_BASE_URL: Final = "TRACSEQ_BASE_URL"
 ENV_TOKEN: Final = "TRACSEQ_API_TOKEN"

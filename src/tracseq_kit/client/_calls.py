@@ -16,7 +16,8 @@ from urllib.parse import quote
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tracseq_kit._exceptions import ConfigurationError
-from tracseq_kit.client._base import IDEMPOTENT_METHODS, Call, Progress
+from tracseq_kit._resend import IDEMPOTENT_METHODS
+from tracseq_kit.client._base import Call, Progress
 from tracseq_kit.events import CloudEvent
 from tracseq_kit.schemas import (
     EventAccepted,

@@ -10,7 +10,7 @@ import httpx
 from tracseq_kit._exceptions import ConfigurationError, MissingDependencyError
 
 if TYPE_CHECKING:
-    from tracseq_kit.gateway._http1 import ConnectionPool, UpstreamResponse
+    from tracseq_kit._http1 import ConnectionPool, UpstreamResponse
 
 __all__ = ["FastTransport"]
 
@@ -26,15 +26,17 @@ class FastTransport(httpx.AsyncBaseTransport):
     httpx's default transport there. ``max_idle`` bounds idle connections per host.
 
     Timeouts: httpx's ``connect`` timeout bounds connecting and ``read`` bounds the wait
-    for the response head. A connection the server closed while idle is retried once on
-    a fresh one, as httpx does. Errors are httpx's (``ConnectError``, ``ReadTimeout``,
+    for the response head. When a pooled connection turns out to have been closed by the
+    server, the request is sent once more on a fresh connection only if it may be: it
+    never left, or its method is idempotent, or it carries an ``Idempotency-Key``.
+    Errors are httpx's (``ConnectError``, ``ReadTimeout``,
     ``RemoteProtocolError``), so the client maps and retries them as usual. Needs the
     ``gateway`` extra (httptools): :class:`~tracseq_kit.MissingDependencyError` otherwise.
     """
 
     def __init__(self, *, max_idle: int = 64) -> None:
         try:
-            from tracseq_kit.gateway._http1 import ConnectionPool
+            from tracseq_kit._http1 import ConnectionPool
         except ImportError:
             raise MissingDependencyError(
                 "httptools", extra="gateway", purpose="FastTransport"
@@ -42,7 +44,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         self._pool: ConnectionPool = ConnectionPool(max_idle=max_idle)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        from tracseq_kit.gateway._http1 import (
+        from tracseq_kit._http1 import (
             UpstreamConnectError,
             UpstreamProtocolError,
             build_head,
@@ -72,7 +74,7 @@ class FastTransport(httpx.AsyncBaseTransport):
                 )
                 break
             except UpstreamConnectError as exc:
-                if exc.reused and attempt == 1:
+                if exc.reused and attempt == 1 and _may_resend(request, exc):
                     continue  # the server closed the idle connection: once more, fresh
                 raise httpx.ConnectError(str(exc), request=request) from exc
             except TimeoutError as exc:
@@ -91,6 +93,17 @@ class FastTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
+def _may_resend(request: httpx.Request, exc: Exception) -> bool:
+    from tracseq_kit._resend import may_resend
+
+    return may_resend(
+        request.method,
+        idempotency_key="idempotency-key" in request.headers,
+        failure="no_response" if getattr(exc, "sent", True) else "not_sent",
+        budget=True,
+    )
+
+
 async def _body(request: httpx.Request) -> bytes | None:
     """The request body, read once so a retry on a fresh connection can resend it."""
     chunks = [chunk async for chunk in request.stream]  # type: ignore[union-attr]
@@ -103,7 +116,7 @@ class _Stream(httpx.AsyncByteStream):
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        from tracseq_kit.gateway._http1 import UpstreamConnectError, UpstreamProtocolError
+        from tracseq_kit._http1 import UpstreamConnectError, UpstreamProtocolError
 
         try:
             if self._upstream.complete:
