@@ -457,7 +457,7 @@ def test_add_field_appends_and_refuses_duplicates() -> None:
 
 
 def test_health_returns_the_report_even_when_unhealthy() -> None:
-    body = {"status": "critical", "services": {"templates": {"status": "critical"}}}
+    body = {"status": "unhealthy", "services": {"templates": {"status": "unhealthy"}}}
     report = client(lambda r: httpx.Response(503, json=body)).health()
     assert not report.ok and report.http_status == 503 and "templates" in report.services
 

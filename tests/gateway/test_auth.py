@@ -223,3 +223,56 @@ async def test_claims_that_would_inject_headers_are_rejected(over: dict[str, Any
     token = jwt.encode(_claims(**over), RSA_KEY, algorithm="RS256")
     with pytest.raises(AuthError, match="not allowed in headers"):
         await _auth().authenticate(_bearer(token))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"scope": 5},
+        {"scope": ["read", 5]},
+        {"scope": {"read": True}},
+        {"sub": 5},
+        {"sub": ["alice"]},
+        {"sub": ""},
+        {"iss": ["https://idp.test/"]},
+    ],
+    ids=repr,
+)
+async def test_claims_of_unexpected_types_are_a_401_not_a_crash(over: dict[str, Any]) -> None:
+    cfg = {"issuer": None} if "iss" in over else {}
+    # signed as is: PyJWT's encode refuses some of these, a forger's code need not
+    payload = json.dumps(_claims(**over)).encode()
+    token = jwt.PyJWS().encode(payload, RSA_KEY, algorithm="RS256")
+    with pytest.raises(AuthError, match=r"claim|invalid token"):
+        await _auth(**cfg).authenticate(_bearer(token))
+
+
+@pytest.mark.anyio
+async def test_a_token_with_a_strange_claim_gets_401_through_the_gateway() -> None:
+    from gateway_support import config as gw_config
+
+    from tracseq_kit.gateway import Gateway
+
+    gateway = Gateway(
+        gw_config(
+            {"t": ["127.0.0.1:1"]},
+            [{"prefix": "/", "upstream": "t", "auth": True}],
+            auth={
+                "jwt": {
+                    "algorithms": ["HS256"],
+                    "keys": [{"alg": "HS256", "secret": SECRET}],
+                    "audience": "tracseq",
+                }
+            },
+        )
+    )
+    import httpx
+
+    token = jwt.encode(_claims(scope=5), SECRET, algorithm="HS256")
+    async with serve(gateway) as base, httpx.AsyncClient(base_url=base) as client:
+        r = await client.get("/x", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "scope" in r.json()["detail"]
+    assert r.headers["www-authenticate"].startswith("Bearer")

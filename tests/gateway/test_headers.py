@@ -6,8 +6,10 @@ from gateway_support import config
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tracseq_kit.asgi import valid_request_id
 from tracseq_kit.gateway import Gateway, Identity
-from tracseq_kit.gateway._headers import HOP_BY_HOP, valid_request_id
+from tracseq_kit.gateway._headers import HOP_BY_HOP
+from tracseq_kit.gateway._proxy import Request
 
 GW = Gateway(
     config({"t": ["127.0.0.1:1"]}, [{"prefix": "/", "upstream": "t"}]),
@@ -48,6 +50,10 @@ GATEWAY_SET = {
 }
 
 
+async def _never(*args: object) -> dict[str, object]:
+    raise AssertionError("no I/O here")
+
+
 @given(
     headers=st.lists(st.tuples(names, values), max_size=12),
     identity=st.one_of(
@@ -57,8 +63,11 @@ GATEWAY_SET = {
 def test_upstream_headers_never_leak_hop_by_hop_or_spoofed_identity(
     headers: list[tuple[bytes, bytes]], identity: Identity | None
 ) -> None:
-    scope = {"headers": headers, "client": ("10.1.2.3", 1), "scheme": "http"}
-    out = GW._upstream_headers(scope, dict(headers), b"rid-1", identity, SNAP, ROUTE)
+    scope = {"headers": headers, "client": ("10.1.2.3", 1), "scheme": "http", "method": "GET"}
+    req = Request(scope, _never, _never, SNAP, ROUTE, dict(headers), b"rid-1")
+    req.identity = identity
+    out, traceparent = GW._proxy.upstream_headers(req)
+    out.append((b"traceparent", traceparent))
     sent = [n for n, _ in out]
     connection_named = set()
     for n, v in headers:

@@ -72,7 +72,7 @@ def test_no_available_instance_gives_none() -> None:
     for inst in pool.instances:
         inst.healthy = False
     assert pool.pick() is None
-    assert pool.state() == "critical"
+    assert pool.state() == "unhealthy"
 
 
 def test_exclude_is_avoided_but_used_when_alone() -> None:
@@ -120,3 +120,19 @@ def test_pick_never_returns_an_unavailable_instance(
             assert picked in available
         else:
             assert picked is None
+
+
+def test_a_lease_counts_outstanding_however_the_block_ends() -> None:
+    pool = UpstreamPool("p", ["10.0.0.1:80"])
+    (inst,) = pool.instances
+    with pool.lease(inst):
+        assert inst.outstanding == 1
+        with pool.lease(inst):
+            assert inst.outstanding == 2
+    assert inst.outstanding == 0 and inst.requests == 2
+    try:
+        with pool.lease(inst):
+            raise RuntimeError("upstream exploded")
+    except RuntimeError:
+        pass
+    assert inst.outstanding == 0

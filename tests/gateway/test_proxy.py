@@ -364,7 +364,7 @@ async def test_health_metrics_and_status() -> None:
             assert bad[0]["address"] == ups[0].address and "error" in bad[0]
             ups[1].kill()
             r = await c.get("/health")
-            assert r.status_code == 503 and r.json()["status"] == "critical"
+            assert r.status_code == 503 and r.json()["status"] == "unhealthy"
             metrics = (await c.get("/metrics")).text
             assert 'tracseq_gateway_requests_total{route="/api/templates",status="200"}' in metrics
             assert "tracseq_gateway_upstream_requests_total" in metrics
@@ -420,7 +420,7 @@ async def test_reload_from_file_keeps_running_config_when_invalid(
 
 
 def test_problem_bodies_are_json() -> None:
-    from tracseq_kit._problem import problem_body
+    from tracseq_kit.asgi import problem_body
 
     assert json.loads(problem_body(502, detail="x"))["status"] == 502
 

@@ -1,33 +1,22 @@
-"""ASGI plumbing of the proxy: body reading, targets, header sets, small responses."""
+"""ASGI plumbing of the proxy: targets, header sets, reading the client's body."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator
 
+from tracseq_kit.asgi import Receive, Scope
 from tracseq_kit.gateway._headers import HOP_BY_HOP
 from tracseq_kit.gateway._routing import Route
 
 __all__ = [
     "REPLACED",
     "RESPONSE_DROP",
-    "AbortResponse",
     "BodyTooLarge",
     "ClientGone",
-    "Message",
-    "Receive",
-    "Scope",
-    "Send",
     "read_body",
-    "send_bytes",
     "until_disconnect",
     "upstream_target",
 ]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 class BodyTooLarge(Exception):
@@ -35,11 +24,11 @@ class BodyTooLarge(Exception):
 
 
 class ClientGone(Exception):
-    """The client disconnected before its request body was read."""
+    """The request body ended early: the client went away, or its framing was broken.
 
-
-class AbortResponse(Exception):
-    """The response head was sent; the body could not be completed."""
+    ASGI servers report both the same way (uvicorn answers a framing error itself;
+    granian hands the application an ``http.disconnect``), so the gateway answers 400.
+    """
 
 
 # Like nginx, the upstream's Date and Server are not passed on (the server adds Date);
@@ -61,6 +50,7 @@ REPLACED = frozenset(
 
 
 def upstream_target(scope: Scope, route: Route) -> bytes:
+    """The request target sent upstream: the raw path, rewritten, with the query."""
     raw: bytes | None = scope.get("raw_path")
     prefix = route.prefix.encode()
     if raw is not None and raw.startswith(prefix) and route.replacement is not None:
@@ -85,6 +75,8 @@ def upstream_target(scope: Scope, route: Route) -> bytes:
 
 
 async def read_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
+    """Yield the request body's chunks; :class:`BodyTooLarge` past ``limit`` bytes,
+    :class:`ClientGone` when it ends before its last chunk."""
     received = 0
     while True:
         message = await receive()
@@ -101,20 +93,6 @@ async def read_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
 
 
 async def until_disconnect(receive: Receive) -> None:
+    """Return when the client disconnects."""
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-async def send_bytes(send: Send, status: int, body: bytes, content_type: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

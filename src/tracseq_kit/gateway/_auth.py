@@ -142,20 +142,7 @@ class _JwtVerifier:
                 continue
             except jwt.PyJWTError as exc:
                 raise AuthError(f"invalid token: {exc}") from None
-            scopes = claims.get(self._cfg.scopes_claim) or ()
-            if isinstance(scopes, str):
-                scopes = scopes.split()
-            identity = Identity(
-                subject=str(claims["sub"]),
-                method="jwt",
-                scopes=tuple(str(s) for s in scopes),
-                issuer=claims.get("iss"),
-            )
-            # claim values become header values upstream: refuse header injection
-            values = (identity.subject, *identity.scopes, identity.issuer or "")
-            if any(not _HEADER_SAFE.fullmatch(v) for v in values):
-                raise AuthError("token claims contain characters not allowed in headers")
-            return identity
+            return _identity(claims, self._cfg.scopes_claim)
         raise AuthError(f"invalid token: {last}")
 
     @staticmethod
@@ -163,6 +150,34 @@ class _JwtVerifier:
         # A key is only ever used with its own algorithm: this is what defeats key
         # confusion, independently of PyJWT's own checks.
         return [m for k, a, m in keys if a == alg and (kid is None or k is None or k == kid)]
+
+
+def _identity(claims: Any, scopes_claim: str) -> Identity:
+    """The identity a verified token's claims describe; :class:`AuthError` when a claim
+    has a type or characters it may not have (a signed token is still untrusted input)."""
+    if not isinstance(claims, dict):
+        raise AuthError("invalid token: the claims are not a JSON object")
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise AuthError("invalid token: claim 'sub' must be a non-empty string")
+    issuer = claims.get("iss")
+    if issuer is not None and not isinstance(issuer, str):
+        raise AuthError("invalid token: claim 'iss' must be a string")
+    scopes = claims.get(scopes_claim)
+    if scopes is None:
+        scopes = ()
+    elif isinstance(scopes, str):
+        scopes = tuple(scopes.split())
+    elif isinstance(scopes, list) and all(isinstance(s, str) for s in scopes):
+        scopes = tuple(scopes)
+    else:
+        raise AuthError(
+            f"invalid token: claim {scopes_claim!r} must be a string or a list of strings"
+        )
+    # claim values become header values upstream: refuse header injection
+    if any(not _HEADER_SAFE.fullmatch(v) for v in (subject, *scopes, issuer or "")):
+        raise AuthError("token claims contain characters not allowed in headers")
+    return Identity(subject=subject, method="jwt", scopes=scopes, issuer=issuer)
 
 
 def _public_key(pem: str, alg: str) -> Any:

@@ -44,12 +44,15 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
+    from tracseq_kit.gateway._uvicorn import ProblemHttpToolsProtocol
+
     uvicorn.run(
         app,
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with framing errors answered as problem+json like every other error
+        http=ProblemHttpToolsProtocol,
         log_level=args.log_level,
         access_log=False,
         lifespan="on",
@@ -95,13 +98,13 @@ def traced(app: Any) -> Any:
 
     Each proxied request is then a ``SERVER`` span (named after the route prefix) that
     continues the caller's trace, and upstream services receive it as their parent. The
-    probes, ``/health``, ``/metrics`` and ``/status`` are not traced. Needs the ``server``
-    extra; raises :class:`~tracseq_kit.MissingDependencyError` without it.
+    probes, ``/health``, ``/metrics`` and ``/status`` are not traced; each upstream
+    attempt is a ``CLIENT`` span under it, so retries show.
     """
     exporters = os.environ.get("OTEL_TRACES_EXPORTER", "none").lower().split(",")
     if all(name.strip() in ("", "none") for name in exporters):
         return app
-    from tracseq_kit.service import TracingMiddleware
+    from tracseq_kit.asgi import TracingMiddleware
     from tracseq_kit.telemetry import configure_telemetry
 
     configure_telemetry(service_name="gateway")

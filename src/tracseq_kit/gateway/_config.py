@@ -98,6 +98,8 @@ class RouteConfig(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     """Headers (name → exact value) the request must carry."""
     timeout: float = Field(default=30.0, gt=0)
+    """Seconds the upstream may take: to answer with a response head once the request
+    is sent, and between two chunks of its response body (504 when the head is late)."""
     auth: bool = False
     """Require an authenticated identity (JWT or API key)."""
     rate_limit: str | None = None
@@ -224,6 +226,13 @@ class GatewayConfig(_Model):
     registry: RegistryConfig | None = None
     rate_limits: RateLimitsConfig | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    """Request body limit; a larger body gets 413 (also when streamed without a length)."""
+    max_response_head_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Bound of an upstream response head (and of its trailers); a larger one is a 502."""
+    client_timeout: float = Field(default=60.0, gt=0)
+    """Seconds one write of the response to the client, or one read of its request body,
+    may take. A slow client is cut after this, and the upstream is not blamed; the
+    upstream is bounded by the route's ``timeout``."""
     deadline_header: str | None = "x-request-deadline-ms"
     """Header carrying the request's deadline upstream, in ms: the route timeout, or
     less when the client sent a shorter one in the same header (the resilience

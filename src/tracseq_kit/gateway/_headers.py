@@ -1,12 +1,20 @@
-"""Header rules of a proxy: hop-by-hop removal, forwarding headers, request ids."""
+"""Header rules of a proxy: hop-by-hop removal, Connection tokens, trace context."""
 
 from __future__ import annotations
 
-import os
-import random
 import re
+from collections.abc import Iterable
 
-__all__ = ["HOP_BY_HOP", "new_request_id", "new_traceparent", "valid_request_id"]
+from tracseq_kit.asgi._request_id import new_request_id_bytes, new_traceparent, valid_request_id
+
+__all__ = [
+    "HOP_BY_HOP",
+    "connection_named",
+    "new_request_id_bytes",
+    "new_traceparent",
+    "valid_request_id",
+    "valid_traceparent",
+]
 
 HOP_BY_HOP = frozenset(
     {
@@ -23,13 +31,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 _TRACEPARENT = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
-
-
-def valid_request_id(value: bytes) -> bool:
-    """Whether a client-sent X-Request-ID is safe to propagate (else a new one is made)."""
-    return _REQUEST_ID.fullmatch(value) is not None  # fullmatch: "$" allows a final "\n"
+_PLAIN = frozenset({b"keep-alive", b"close"})
 
 
 def valid_traceparent(value: bytes) -> bool:
@@ -37,28 +40,17 @@ def valid_traceparent(value: bytes) -> bool:
     return _TRACEPARENT.fullmatch(value) is not None
 
 
-# Ids need to be unique, not secret: the Mersenne Twister (as OpenTelemetry's own id
-# generator uses) is several times cheaper per request than os.urandom.
-_rng = random.Random(random.SystemRandom().getrandbits(64))
+def connection_named(values: Iterable[bytes]) -> frozenset[bytes]:
+    """Header names listed in every ``Connection`` field line (hop-by-hop too).
 
-
-def _reseed() -> None:  # forked workers must not repeat their parent's ids
-    _rng.seed(random.SystemRandom().getrandbits(64))
-
-
-os.register_at_fork(after_in_child=_reseed)
-
-
-def new_request_id() -> bytes:
-    """A fresh 32-hex-digit request id."""
-    return b"%032x" % _rng.getrandbits(128)
-
-
-def new_traceparent() -> bytes:
-    """A new W3C traceparent starting a sampled trace."""
-    return b"00-%032x-%016x-01" % (_rng.getrandbits(128) or 1, _rng.getrandbits(64) or 1)
-
-
-def connection_named(value: bytes) -> set[bytes]:
-    """Header names listed in a Connection header (they are hop-by-hop too)."""
-    return {t.strip().lower() for t in value.split(b",") if t.strip()}
+    ``values`` are the values of all the message's ``Connection`` lines: a sender may
+    split the list over several lines (RFC 9110 §5.3), and each line counts.
+    """
+    names: set[bytes] = set()
+    for value in values:
+        lowered = value.lower()
+        if lowered in _PLAIN:  # the usual "keep-alive"/"close": nothing named
+            continue
+        names.update(t.strip() for t in lowered.split(b","))
+    names.discard(b"")
+    return frozenset(names)

@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tracseq_kit._http1 import ConnectionPool, build_head
+from tracseq_kit.asgi import worst
 from tracseq_kit.gateway._config import PoolConfig
-from tracseq_kit.gateway._http1 import ConnectionPool, build_head
 from tracseq_kit.gateway._pool import Instance, UpstreamPool
 
 __all__ = ["check_pools", "probe"]
@@ -55,7 +56,7 @@ async def check_pools(
     """Probe every instance of every pool concurrently and aggregate the verdicts.
 
     A pool is ``healthy`` when all its instances are available, ``degraded`` when some
-    are, ``critical`` when none is; the overall status is the worst pool status.
+    are, ``unhealthy`` when none is; the overall status is the worst pool status.
     """
     now = clock()
     jobs = [
@@ -68,10 +69,4 @@ async def check_pools(
     for name, (pool, _) in pools.items():
         details = [next(results) for _ in pool.instances]
         services[name] = {"status": pool.state(), "instances": details}
-    statuses = {s["status"] for s in services.values()}
-    overall = "healthy"
-    if "critical" in statuses:
-        overall = "critical"
-    elif "degraded" in statuses:
-        overall = "degraded"
-    return {"status": overall, "services": services}
+    return {"status": worst(s["status"] for s in services.values()), "services": services}

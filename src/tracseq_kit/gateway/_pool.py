@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Instance", "UpstreamPool"]
+from tracseq_kit.asgi import HealthWord
+
+__all__ = ["Instance", "Lease", "UpstreamPool"]
 
 Clock = Callable[[], float]
 
@@ -48,6 +50,34 @@ class Instance:
     def available(self, now: float) -> bool:
         """Healthy and not ejected at ``now``."""
         return self.healthy and self.ejected_until <= now
+
+
+class Lease:
+    """One request's hold on an instance: counted in ``outstanding`` while held.
+
+    ``with pool.lease(inst):`` or ``async with pool.lease(inst):``; the count goes down
+    however the block ends, so the balancer's view never drifts.
+    """
+
+    __slots__ = ("instance",)
+
+    def __init__(self, instance: Instance) -> None:
+        self.instance = instance
+
+    def __enter__(self) -> Instance:
+        inst = self.instance
+        inst.outstanding += 1
+        inst.requests += 1
+        return inst
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.instance.outstanding -= 1
+
+    async def __aenter__(self) -> Instance:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.instance.outstanding -= 1
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -129,6 +159,10 @@ class UpstreamPool:
         a, b = candidates[i], candidates[j + 1 if j >= i else j]  # two distinct choices
         return a if a.outstanding <= b.outstanding else b
 
+    def lease(self, inst: Instance) -> Lease:
+        """Hold ``inst`` for one request (see :class:`Lease`)."""
+        return Lease(inst)
+
     def record_success(self, inst: Instance) -> None:
         """An exchange with ``inst`` succeeded: reset its failure streak."""
         inst.successes += 1
@@ -149,10 +183,10 @@ class UpstreamPool:
         """The pool's clock reading (monotonic seconds unless a clock was injected)."""
         return self._clock()
 
-    def state(self) -> str:
-        """``healthy`` (all available), ``degraded`` (some) or ``critical`` (none)."""
+    def state(self) -> HealthWord:
+        """``healthy`` (all available), ``degraded`` (some) or ``unhealthy`` (none)."""
         now = self._clock()
         up = sum(1 for i in self.instances if i.available(now))
         if self.instances and up == len(self.instances):
             return "healthy"
-        return "degraded" if up else "critical"
+        return "degraded" if up else "unhealthy"

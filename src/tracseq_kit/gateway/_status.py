@@ -12,7 +12,7 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
 table{border-collapse:collapse;margin-bottom:1.5rem}
 th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
-.healthy,.up{color:#176f2c}.degraded,.ejected{color:#a66300}.critical,.down{color:#b00020}
+.healthy,.up{color:#176f2c}.degraded,.ejected{color:#a66300}.unhealthy,.down{color:#b00020}
 """
 
 
@@ -57,7 +57,7 @@ def render_status(
         if not pool.instances:
             rows.append(
                 f"<tr data-service='{escape(name)}'><td>{escape(name)}</td>"
-                f"<td class='critical'>critical</td><td>{breaker_txt}</td>"
+                f"<td class='unhealthy'>unhealthy</td><td>{breaker_txt}</td>"
                 "<td colspan='5'>no instances</td></tr>"
             )
     route_rows = [
