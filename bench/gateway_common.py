@@ -54,7 +54,8 @@ def nginx(
     *,
     body: str = "hello world",
     content_type: str = "text/plain",
-) -> Iterator[None]:
+    cpu: int | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run nginx (one worker) answering ``body`` (default 'hello world') on ``body_port``.
 
     With ``proxy_port`` it also proxies that port to ``body_port`` with keep-alive,
@@ -94,12 +95,15 @@ http {{
     (tmp / "nginx.conf").write_text(conf)
     binary = _which("nginx")
     assert binary is not None
-    proc = subprocess.Popen([binary, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
+    cmd = [binary, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    proc = subprocess.Popen(cmd)
     try:
         wait_port(body_port)
         if proxy_port is not None:
             wait_port(proxy_port)
-        yield
+        yield proc
     finally:
         proc.send_signal(signal.SIGQUIT)
         try:
@@ -110,9 +114,14 @@ http {{
 
 
 @contextmanager
-def python_server(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a Python server process and wait until ``port`` accepts connections."""
-    proc = subprocess.Popen([sys.executable, *args], env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def python_server(
+    args: list[str], port: int, *, cpu: int | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a Python server process (pinned to ``cpu`` when given) and wait for ``port``."""
+    cmd = [sys.executable, *args]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         wait_port(port, timeout=20)
         yield proc
@@ -130,34 +139,74 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int
+    seconds: float
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def _ms(text: str) -> float:
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
-    assert m, text
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
-def wrk(url: str, *, seconds: int, connections: int, threads: int = 1) -> WrkResult:
-    """Run wrk with latency percentiles and parse its report."""
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 30,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+def _percentile(out: str, pct: str) -> float:
+    m = re.search(rf"^\s*{pct}%\s+(\S+)\s*$", out, re.MULTILINE)
+    return _ms(m.group(1)) if m else float("nan")
+
+
+def wrk(
+    url: str,
+    *,
+    seconds: int,
+    connections: int,
+    threads: int = 1,
+    cpu: int | None = None,
+) -> WrkResult:
+    """Run wrk (pinned to ``cpu`` when given) and parse its report.
+
+    Parsing is tolerant: on a busy machine wrk may omit a line (no latency histogram
+    when nothing completed); missing numbers become NaN and the caller reports them.
+    """
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    m = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", out)
+    requests = int(m.group(1)) if m else 0
+    elapsed = _ms(m.group(2) + m.group(3)) / 1000 if m else float(seconds)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     errors = 0
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if m:
-        errors += int(m.group(1))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
-        errors += sum(int(g) for g in m.groups())
-    return WrkResult(rps, p50, p99, errors)
+    if m2 := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(m2.group(1))
+    socket_errors = r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+    if m3 := re.search(socket_errors, out):
+        errors += sum(int(g) for g in m3.groups())
+    return WrkResult(
+        float(rate.group(1)) if rate else requests / max(elapsed, 1e-9),
+        _percentile(out, "50"),
+        _percentile(out, "99"),
+        errors,
+        requests,
+        elapsed,
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants, in seconds."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total

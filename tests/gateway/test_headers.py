@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 from tracseq_kit.asgi import valid_request_id
 from tracseq_kit.gateway import Gateway, Identity
+from tracseq_kit.gateway._forwarding import upstream_headers
 from tracseq_kit.gateway._headers import HOP_BY_HOP
-from tracseq_kit.gateway._proxy import Request
+from tracseq_kit.gateway._request import Request
 
 GW = Gateway(
     config({"t": ["127.0.0.1:1"]}, [{"prefix": "/", "upstream": "t"}]),
@@ -66,7 +67,7 @@ def test_upstream_headers_never_leak_hop_by_hop_or_spoofed_identity(
     scope = {"headers": headers, "client": ("10.1.2.3", 1), "scheme": "http", "method": "GET"}
     req = Request(scope, _never, _never, SNAP, ROUTE, dict(headers), b"rid-1")
     req.identity = identity
-    out, traceparent = GW._proxy.upstream_headers(req)
+    out, traceparent = upstream_headers(req)
     out.append((b"traceparent", traceparent))
     sent = [n for n, _ in out]
     connection_named = set()

@@ -26,17 +26,23 @@ from prometheus_client import CollectorRegistry
 
 from tracseq_kit._exceptions import ConfigurationError
 from tracseq_kit._http1 import ConnectionPool
-from tracseq_kit.asgi import Receive, Scope, Send, send_json, send_probe, send_problem
+from tracseq_kit.asgi import Receive, Scope, Send, send_json, send_probe
 from tracseq_kit.gateway._asgi import REPLACED
 from tracseq_kit.gateway._auth import Authenticator
 from tracseq_kit.gateway._config import GatewayConfig, PoolConfig, load_config
 from tracseq_kit.gateway._discovery import RedisRegistry
-from tracseq_kit.gateway._headers import HOP_BY_HOP, new_request_id_bytes, valid_request_id
+from tracseq_kit.gateway._headers import HOP_BY_HOP
 from tracseq_kit.gateway._health import check_pools
-from tracseq_kit.gateway._hooks import GuardFactory, NoGuard, PoolGuard, RateLimitHook
+from tracseq_kit.gateway._hooks import (
+    GuardFactory,
+    NoGuard,
+    PoolGuard,
+    RateLimitHook,
+    RateLimitVerdict,
+)
 from tracseq_kit.gateway._metrics import GatewayStats, register_stats
 from tracseq_kit.gateway._pool import UpstreamPool
-from tracseq_kit.gateway._proxy import Proxy, Request
+from tracseq_kit.gateway._proxy import Proxy
 from tracseq_kit.gateway._ratelimit import LimiterHook
 from tracseq_kit.gateway._routing import RoutingTable
 from tracseq_kit.ratelimit import MemoryStore, RedisStore
@@ -62,9 +68,14 @@ class _PoolState:
     discovered: tuple[str, ...] = ()
     release: Callable[[Any], Awaitable[None]] | None = None
     """The guard's ``release`` (end a call without counting it), when it has one."""
+    local: CircuitBreaker | NoGuard | None = None
+    """The guard again when its state is in this process: called without awaiting."""
 
     def __post_init__(self) -> None:
-        self.release = getattr(self.guard, "release", None)
+        guard = self.guard
+        self.release = getattr(guard, "release", None)
+        if isinstance(guard, NoGuard) or (isinstance(guard, CircuitBreaker) and guard.local):
+            self.local = guard
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,10 @@ class _Snapshot:
     singletons: frozenset[bytes]
     """Request headers that may appear once only (a repeat is a 400)."""
     rate_limit: RateLimitHook | None = None
+    rate_limit_nowait: Callable[..., RateLimitVerdict | None] | None = None
+    """The hook's ``check_nowait`` when it has one (limits in memory: no await)."""
+    deadline_header: bytes | None = None
+    """The lower-case name of the deadline header, or None when it is off."""
 
 
 @dataclass
@@ -204,6 +219,8 @@ class Gateway:
             HOP_BY_HOP | REPLACED | {api_key},
             _SINGLETONS | {api_key},
             rate_limit,
+            getattr(rate_limit, "check_nowait", None),
+            config.deadline_header.lower().encode() if config.deadline_header else None,
         )
 
     def _limiter_hook(self, config: GatewayConfig, old: _Snapshot | None) -> RateLimitHook:
@@ -332,7 +349,11 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            path: str = scope["path"]
+            if path in _INTERNAL:
+                await getattr(self, _INTERNAL[path])(scope, send)
+            else:
+                await self._proxy.serve(scope, receive, send, self._snap)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:  # websockets are not proxied
@@ -352,47 +373,6 @@ class Gateway:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
-        if path in _INTERNAL:
-            await getattr(self, _INTERNAL[path])(scope, send)
-            return
-        snap = self._snap
-        start = time.perf_counter()
-        # for lookups; every line is still forwarded, repeats are checked when admitted
-        headers: dict[bytes, bytes] = dict(scope["headers"])
-        rid = headers.get(b"x-request-id")
-        if rid is None or not valid_request_id(rid):
-            rid = new_request_id_bytes()
-        route = snap.table.match(scope["method"], path, headers.get(b"host"), headers)
-        if route is None:
-            await send_problem(
-                send,
-                404,
-                detail=f"no route for {path}",
-                extensions={"request_id": rid.decode()},
-                headers=[(b"x-request-id", rid)],
-            )
-            self._stats.observe("-", 404, time.perf_counter() - start)
-            return
-        scope["route"] = route.prefix  # names the span when the gateway is traced
-        status = 500
-        try:
-            req = Request(scope, receive, send, snap, route, headers, rid)
-            status = await self._proxy.handle(req)
-        except Exception:  # a bug, never a traceback to the client
-            log.exception("gateway error on %s %s", scope["method"], path)
-            with contextlib.suppress(Exception):
-                await send_problem(
-                    send,
-                    500,
-                    detail="gateway error",
-                    extensions={"request_id": rid.decode()},
-                    headers=[(b"x-request-id", rid)],
-                )
-        finally:
-            self._stats.observe(route.name, status, time.perf_counter() - start)
 
     # -- internal endpoints ------------------------------------------------------
     async def _health_endpoint(self, scope: Scope, send: Send) -> None:

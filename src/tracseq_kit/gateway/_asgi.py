@@ -1,7 +1,8 @@
-"""ASGI plumbing of the proxy: targets, header sets, reading the client's body."""
+"""The client side of the proxy: targets, header sets, reading the client's body."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from tracseq_kit.asgi import Receive, Scope
@@ -13,7 +14,8 @@ __all__ = [
     "RESPONSE_DROP",
     "BodyTooLarge",
     "ClientGone",
-    "read_body",
+    "ClientTimeout",
+    "client_body",
     "until_disconnect",
     "upstream_target",
 ]
@@ -29,6 +31,10 @@ class ClientGone(Exception):
     ASGI servers report both the same way (uvicorn answers a framing error itself;
     granian hands the application an ``http.disconnect``), so the gateway answers 400.
     """
+
+
+class ClientTimeout(Exception):
+    """The client took longer than ``client_timeout`` to send the next part of its body."""
 
 
 # Like nginx, the upstream's Date and Server are not passed on (the server adds Date);
@@ -74,12 +80,25 @@ def upstream_target(scope: Scope, route: Route) -> bytes:
     return path + b"?" + qs if qs else path
 
 
-async def read_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
-    """Yield the request body's chunks; :class:`BodyTooLarge` past ``limit`` bytes,
-    :class:`ClientGone` when it ends before its last chunk."""
+async def until_disconnect(receive: Receive) -> None:
+    """Return when the client disconnects."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def client_body(receive: Receive, limit: int, per_read: float) -> AsyncIterator[bytes]:
+    """The client's request body, each read bounded by ``per_read`` s (``client_timeout``).
+
+    Raises :class:`BodyTooLarge` past ``limit`` bytes, :class:`ClientTimeout` when a read
+    takes longer, :class:`ClientGone` when the body ends before its last part.
+    """
     received = 0
     while True:
-        message = await receive()
+        try:
+            async with asyncio.timeout(per_read):
+                message = await receive()
+        except TimeoutError:
+            raise ClientTimeout from None
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk: bytes = message.get("body", b"")
@@ -90,9 +109,3 @@ async def read_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
             yield chunk
         if not message.get("more_body", False):
             return
-
-
-async def until_disconnect(receive: Receive) -> None:
-    """Return when the client disconnects."""
-    while (await receive())["type"] != "http.disconnect":
-        pass

@@ -8,8 +8,7 @@ per pool, retry budget) and :mod:`tracseq_kit.ratelimit` implement them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
     "AllowAllRateLimit",
@@ -27,7 +26,10 @@ class PoolGuard(Protocol):
     :class:`tracseq_kit.resilience.CircuitBreaker` is one. ``admit`` returns a permit or
     raises :class:`~tracseq_kit.CircuitOpenError` to fast-fail (the gateway answers 503
     with ``Retry-After`` = ``remaining``); ``record`` receives that permit and the
-    outcome of the exchange: ``ok=False`` for connect errors, timeouts and 5xx.
+    outcome of the exchange: ``ok=False`` for connect errors, timeouts, invalid
+    responses and 5xx. A guard may also have ``release(permit)``, called instead of
+    ``record`` when the client, not the upstream, ended the exchange (a slow or vanished
+    client); without it such permits are simply dropped.
     """
 
     async def admit(self) -> Any:
@@ -48,16 +50,30 @@ class NoGuard:
     async def record(self, permit: Any, *, ok: bool) -> None:
         """Ignore the outcome."""
 
+    async def release(self, permit: Any) -> None:
+        """Nothing to free."""
+
+    def admit_nowait(self) -> None:
+        """Admit the call (without awaiting)."""
+
+    def record_nowait(self, permit: Any, *, ok: bool) -> None:
+        """Ignore the outcome (without awaiting)."""
+
+    def release_nowait(self, permit: Any) -> None:
+        """Nothing to free (without awaiting)."""
+
 
 GuardFactory = Callable[[str], PoolGuard]
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimitVerdict:
-    """The answer of a rate limiter: admitted or not, headers to add, wait time."""
+class RateLimitVerdict(NamedTuple):
+    """The answer of a rate limiter: admitted or not, headers to add, wait time.
+
+    A named tuple: one is made per request, and a tuple is the cheapest immutable record.
+    """
 
     allowed: bool
-    headers: Sequence[tuple[bytes, bytes]] = field(default=())
+    headers: Sequence[tuple[bytes, bytes]] = ()
     retry_after: float = 0.0
 
 

@@ -47,16 +47,27 @@ class LimiterHook:
             for name, lim in self.limiters.items()
         }
 
+        self._names = {name: name.encode() for name in self.limiters}
+        self._local = isinstance(shared, MemoryStore)
+
     async def check(self, *, policy: str, key: str) -> RateLimitVerdict:
         """Consume one unit of ``policy`` for ``key``; headers per the IETF draft."""
-        limiter = self.limiters[policy]
-        d = await limiter.acquire(key)
+        return self._verdict(policy, await self.limiters[policy].acquire(key))
+
+    def check_nowait(self, *, policy: str, key: str) -> RateLimitVerdict | None:
+        """:meth:`check` without awaiting when the limits live in memory; ``None`` when
+        they live in Redis (the caller awaits :meth:`check` then)."""
+        if not self._local:
+            return None
+        return self._verdict(policy, self.limiters[policy].acquire_nowait(key))
+
+    def _verdict(self, policy: str, d: Decision) -> RateLimitVerdict:
         reset = math.ceil(d.reset_after - 1e-9) if d.reset_after > 0 else 0
         return RateLimitVerdict(
             d.allowed,
             (
                 self._policy_fields[policy],
-                (b"ratelimit", b'"%s";r=%d;t=%d' % (d.policy.encode(), d.remaining, reset)),
+                (b"ratelimit", b'"%s";r=%d;t=%d' % (self._names[policy], d.remaining, reset)),
             ),
             d.retry_after,
         )

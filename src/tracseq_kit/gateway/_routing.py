@@ -31,6 +31,8 @@ class Route:
     rate_limit: str | None
     retry: bool
     name: str
+    deadline_ms: bytes = b""
+    """``timeout`` in whole milliseconds, as sent upstream in the deadline header."""
 
     def matches(self, method: str, host: bytes | None, headers: Mapping[bytes, bytes]) -> bool:
         """Whether method, host and required headers fit (the prefix already matched)."""
@@ -52,14 +54,6 @@ class Route:
         elif not self.replacement.endswith("/") and not rest.startswith("/"):
             rest = "/" + rest
         return self.replacement + rest
-
-
-def _prefix_matches(prefix: str, path: str) -> bool:
-    if not path.startswith(prefix):
-        return False
-    # "/api/templates" matches "/api/templates" and "/api/templates/..." but not
-    # "/api/templatesx"
-    return len(path) == len(prefix) or prefix.endswith("/") or path[len(prefix)] == "/"
 
 
 class RoutingTable:
@@ -95,6 +89,7 @@ class RoutingTable:
                     rate_limit=rc.rate_limit,
                     retry=rc.retry,
                     name=rc.prefix,
+                    deadline_ms=str(int(rc.timeout * 1000)).encode(),
                 )
             )
         return cls(routes)
@@ -107,9 +102,15 @@ class RoutingTable:
         headers: Mapping[bytes, bytes] | None = None,
     ) -> Route | None:
         """The route for this request, or None."""
+        simple = self._simple
         for route in self.routes:
-            if _prefix_matches(route.prefix, path) and (
-                self._simple or route.matches(method, host, headers or {})
+            prefix = route.prefix
+            if (
+                path.startswith(prefix)
+                # "/api/templates" matches "/api/templates" and "/api/templates/..." but
+                # not "/api/templatesx"
+                and (len(path) == len(prefix) or prefix[-1] == "/" or path[len(prefix)] == "/")
+                and (simple or route.matches(method, host, headers or {}))
             ):
                 return route
         return None

@@ -304,6 +304,12 @@ class CircuitBreaker:
     # ------------------------------------------------------------------ public API
 
     @property
+    def local(self) -> bool:
+        """Whether the state lives in this process only (no ``store``): then the
+        ``*_nowait`` twins of :meth:`admit`, :meth:`record` and :meth:`release` work."""
+        return self._fleet is None
+
+    @property
     def state(self) -> BreakerState:
         """The current state (time-driven transitions are applied first)."""
         if self._state is _OPEN or self._state is _HALF_OPEN:

@@ -62,6 +62,8 @@ class RetryBudget:
         self._epochs = [-1] * self._n
         self._requests = [0] * self._n
         self._retries = [0] * self._n
+        # the slot record_request last counted in, and when it began and ends
+        self._current, self._current_start, self._current_end = 0, 0.0, -1.0
 
     def _slot(self) -> int:
         epoch = int(self._clock() / self._width)
@@ -82,7 +84,15 @@ class RetryBudget:
 
     def record_request(self) -> None:
         """Count a first attempt."""
-        self._requests[self._slot()] += 1
+        now = self._clock()
+        if self._current_start <= now < self._current_end:  # the same slot as last time
+            self._requests[self._current] += 1
+            return
+        i = self._slot()
+        self._requests[i] += 1
+        epoch = self._epochs[i]
+        self._current, self._current_start = i, epoch * self._width
+        self._current_end = self._current_start + self._width
 
     def try_spend(self) -> bool:
         """Count a retry and return True if the budget allows it, else return False."""
