@@ -9,6 +9,8 @@
   :class:`Inbox` for consumer-side dedupe; :func:`migrate` creates their tables and
   :func:`running_relay` runs a relay for a service's lifetime;
 - :class:`EventConsumer`: consumer groups, at-least-once, retry topics, dead letters;
+  :func:`running_consumer` keeps one running for a service's lifetime (restarts with
+  backoff, a health check while down);
 - :class:`InMemoryBroker`: the test double for handlers, no Kafka needed.
 """
 
@@ -18,10 +20,12 @@ from tracseq_kit.events._consumer import DLT_HEADERS, Delivery, EventConsumer
 from tracseq_kit.events._memory import InMemoryBroker, MemoryRecord
 from tracseq_kit.events._outbox import Inbox, Outbox, OutboxRelay, migrate, running_relay
 from tracseq_kit.events._publisher import EventPublisher, PublishGuard
+from tracseq_kit.events._supervise import ConsumerSupervisor, running_consumer
 
 __all__ = [
     "DLT_HEADERS",
     "CloudEvent",
+    "ConsumerSupervisor",
     "ContentMode",
     "Delivery",
     "EventConsumer",
@@ -36,6 +40,7 @@ __all__ = [
     "PublishGuard",
     "from_kafka",
     "migrate",
+    "running_consumer",
     "running_relay",
     "to_kafka",
 ]

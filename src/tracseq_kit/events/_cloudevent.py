@@ -10,6 +10,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tracseq_kit._exceptions import ConfigurationError, EventEncodingError, UnknownEventTypeError
+from tracseq_kit.schemas._base import IsoDateTime
 
 __all__ = ["CloudEvent", "EventRegistry"]
 
@@ -53,7 +54,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
     specversion: Literal["1.0"] = "1.0"
     type: str = Field(min_length=1)
     subject: str | None = None
-    time: datetime | None = Field(default_factory=_now)
+    time: IsoDateTime | None = Field(default_factory=_now)
     datacontenttype: str | None = "application/json"
     dataschema: str | None = None
     data: DataT | None = None

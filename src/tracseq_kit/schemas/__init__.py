@@ -4,7 +4,7 @@ Request bodies forbid unknown fields (a typo is a clear 422); responses ignore f
 they do not know, so an older client keeps working against a newer server.
 """
 
-from tracseq_kit.schemas._base import ResponseModel
+from tracseq_kit.schemas._base import IsoDateTime, ResponseModel
 from tracseq_kit.schemas._events import (
     EventAccepted,
     EventPage,
@@ -14,6 +14,7 @@ from tracseq_kit.schemas._events import (
     TypeCount,
 )
 from tracseq_kit.schemas._health import HealthStatus
+from tracseq_kit.schemas._problems import FieldProblem, Problem
 from tracseq_kit.schemas._submissions import SheetProblem, SubmissionReport
 from tracseq_kit.schemas._templates import (
     CrossFieldRule,
@@ -34,9 +35,12 @@ __all__ = [
     "EventAccepted",
     "EventPage",
     "FieldDefinition",
+    "FieldProblem",
     "FieldRules",
     "FieldType",
     "HealthStatus",
+    "IsoDateTime",
+    "Problem",
     "ReplayJob",
     "ReplayRequest",
     "ResponseModel",

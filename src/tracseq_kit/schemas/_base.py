@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-__all__ = ["ResponseModel", "to_html"]
+__all__ = ["IsoDateTime", "ResponseModel", "to_html"]
+
+
+def _iso_only(value: Any) -> Any:
+    # pydantic's lax mode would read 0.5 or "0.5" as a Unix time; the schema says
+    # date-time, so only an RFC 3339 string (or a datetime) is one
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or "-" not in value[:8]:
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-12-04T10:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
+"""A date-time given as an RFC 3339 string (numbers are not read as Unix times)."""
 
 _MAX_ROWS = 50
 

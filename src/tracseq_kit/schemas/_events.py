@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tracseq_kit.schemas._base import ResponseModel
+from tracseq_kit.schemas._base import IsoDateTime, ResponseModel
 
 __all__ = [
     "EventAccepted",
@@ -51,8 +51,8 @@ class ReplayRequest(BaseModel):
     type: str | None = None
     source: str | None = None
     subject: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: IsoDateTime | None = None
+    until: IsoDateTime | None = None
 
 
 class ReplayJob(ResponseModel):

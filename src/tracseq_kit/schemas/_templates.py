@@ -8,7 +8,15 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from tracseq_kit.schemas._base import ResponseModel
 
@@ -31,10 +39,12 @@ _MAX_PATTERN = 200
 # A group holding a quantifier that is itself quantified, e.g. (a+)+ or (\w*)*: the
 # classic shapes of catastrophic backtracking.
 _NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)[+*{]")
+_PATTERN_SCHEMA: dict[str, Any] = {"maxLength": _MAX_PATTERN}  # a Python regular expression
 
 
 class _Request(BaseModel):
-    """Request bodies reject unknown fields, so a typo is a clear 422."""
+    """Request bodies reject unknown fields, so a typo is a clear 422. Booleans and
+    integers are strict: ``0`` is not ``false``, ``"3"`` not ``3`` (the schema says so)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -94,13 +104,13 @@ def check_pattern(pattern: str) -> str:
 class FieldRules(_Request):
     """Validation rules of one field; each is enforced on every cell."""
 
-    min_length: int | None = Field(default=None, ge=0)
-    max_length: int | None = Field(default=None, ge=1)
-    pattern: str | None = None
+    min_length: StrictInt | None = Field(default=None, ge=0)
+    max_length: StrictInt | None = Field(default=None, ge=1)
+    pattern: str | None = Field(default=None, json_schema_extra=_PATTERN_SCHEMA)
     min_value: Decimal | None = None
     max_value: Decimal | None = None
     allowed_values: list[str] | None = None
-    unique: bool = False
+    unique: StrictBool = False
 
     @field_validator("pattern")
     @classmethod
@@ -118,6 +128,22 @@ class FieldRules(_Request):
         return self
 
 
+# What the validators below enforce, stated in the JSON Schema too, so that a client
+# generator or a fuzzer knows it: enum fields need options, barcodes a pattern.
+_TYPE_NEEDS: dict[str, Any] = {
+    "allOf": [
+        {
+            "if": {"properties": {"type": {"enum": ["enum", "multi_enum"]}}, "required": ["type"]},
+            "then": {"required": ["options"], "properties": {"options": {"minItems": 1}}},
+        },
+        {
+            "if": {"properties": {"type": {"const": "barcode"}}, "required": ["type"]},
+            "then": {"required": ["barcode_pattern"]},
+        },
+    ]
+}
+
+
 class FieldDefinition(_Request):
     """One column of a sample sheet.
 
@@ -126,16 +152,19 @@ class FieldDefinition(_Request):
     ``barcode_pattern`` for barcodes; ``unit`` documents a decimal's unit.
     """
 
-    name: str
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_TYPE_NEEDS)
+
+    name: str = Field(json_schema_extra={"pattern": f"^{_NAME.pattern}$"})
     label: str = ""
     description: str = ""
     type: FieldType = FieldType.TEXT
-    required: bool = False
-    order: int = 0
-    default: Any = None
+    required: StrictBool = False
+    order: StrictInt = 0
+    default: str | int | float | bool | None = None
+    """The value of an empty cell."""
     unit: str | None = None
     options: list[str] | None = None
-    barcode_pattern: str | None = None
+    barcode_pattern: str | None = Field(default=None, json_schema_extra=_PATTERN_SCHEMA)
     rules: FieldRules = Field(default_factory=FieldRules)
 
     @field_validator("name")
@@ -216,14 +245,22 @@ class Template(_Response):
 
 class TemplateUpdate(_Request):
     """Body of ``PATCH /api/templates/{id}``: only the given fields change; on a published
-    template the change starts the draft of its next version."""
+    template the change starts the draft of its next version. ``null`` clears
+    ``description``, ``tags``, ``fields`` or ``cross_field_rules``; ``name`` and
+    ``category`` cannot be null."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    # Omitted: unchanged. ``name`` and ``category`` cannot be cleared: their schema has
+    # no null (a null is a 422); an explicit null clears the optional parts.
+    name: str = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
+    category: TemplateCategory = Field(default=None)  # type: ignore[assignment]
     description: str | None = None
-    category: TemplateCategory | None = None
+    """``null`` clears it (to "")."""
     tags: list[str] | None = None
+    """``null`` clears them."""
     fields: list[FieldDefinition] | None = None
+    """``null`` clears them (a template without fields cannot be published)."""
     cross_field_rules: list[CrossFieldRule] | None = None
+    """``null`` clears them."""
 
 
 class TemplatePage(_Response):

@@ -21,8 +21,16 @@ except ImportError as _exc:
 from tracseq_kit.service._access_log import AccessLogMiddleware
 from tracseq_kit.service._app import create_service
 from tracseq_kit.service._body_limit import BodySizeLimitMiddleware, RequestBodyTooLargeError
+from tracseq_kit.service._contract import COMMON_PROBLEMS, problems
 from tracseq_kit.service._errors import install_exception_handlers
 from tracseq_kit.service._health import HealthProvider
+from tracseq_kit.service._idempotency import (
+    Idempotency,
+    IdempotencyReplay,
+    Idempotent,
+    IdempotentWrite,
+    idempotent_write,
+)
 from tracseq_kit.service._metrics import MetricsEndpoint, MetricsMiddleware
 from tracseq_kit.service._resources import (
     Resource,
@@ -30,22 +38,34 @@ from tracseq_kit.service._resources import (
     kafka_producer,
     postgres_pool,
     redis_client,
+    resource,
 )
 from tracseq_kit.service._run import run_service
+from tracseq_kit.service._text import NulTextError, RejectNulMiddleware
 
 __all__ = [
+    "COMMON_PROBLEMS",
     "AccessLogMiddleware",
     "BodySizeLimitMiddleware",
     "HealthProvider",
+    "Idempotency",
+    "IdempotencyReplay",
+    "Idempotent",
+    "IdempotentWrite",
     "MetricsEndpoint",
     "MetricsMiddleware",
+    "NulTextError",
+    "RejectNulMiddleware",
     "RequestBodyTooLargeError",
     "Resource",
     "Resources",
     "create_service",
+    "idempotent_write",
     "install_exception_handlers",
     "kafka_producer",
     "postgres_pool",
+    "problems",
     "redis_client",
+    "resource",
     "run_service",
 ]

@@ -21,10 +21,13 @@ from tracseq_kit.asgi._types import ASGIApp, Receive, Scope, Send
 from tracseq_kit.health import HealthRegistry
 from tracseq_kit.service._access_log import AccessLogMiddleware
 from tracseq_kit.service._body_limit import BodySizeLimitMiddleware
+from tracseq_kit.service._contract import install_contract
 from tracseq_kit.service._errors import install_exception_handlers
 from tracseq_kit.service._health import HEALTH_PATHS, HealthProvider
+from tracseq_kit.service._idempotency import Idempotency
 from tracseq_kit.service._metrics import MetricsEndpoint, MetricsMiddleware
 from tracseq_kit.service._resources import Resource, Resources
+from tracseq_kit.service._text import RejectNulMiddleware
 from tracseq_kit.settings import ServiceSettings
 from tracseq_kit.telemetry._logging import configure_logging
 from tracseq_kit.telemetry._tracing import configure_telemetry
@@ -47,13 +50,15 @@ def create_service(
     version: str = "0.1.0",
     tracer_provider: TracerProvider | None = None,
     configure_logs: bool = True,
+    idempotency: Idempotency | None = None,
     **fastapi_options: Any,
 ) -> FastAPI:
     """Return a FastAPI app with lifespan, health, metrics, tracing, logs and errors wired in.
 
     Add routes to the returned app as usual. Per request, outermost first: request id,
     server span, metrics, access log, CORS (when ``settings.cors_origins`` is set),
-    problem+json for crashes, body size limit. Every error response is
+    problem+json for crashes, body size limit, NUL-free text (a NUL in the query, path
+    or a JSON body is a 422: PostgreSQL stores none). Every error response is
     ``application/problem+json`` with the request id: 400 malformed JSON, 404, 405, 413,
     422 with field paths, 500 without a traceback.
 
@@ -63,6 +68,16 @@ def create_service(
     ``settings.shutdown_timeout`` for in-flight requests, then closes everything in
     reverse order. A resource that fails to open raises ``DependencyUnavailableError``
     naming it (the ones already open are closed).
+
+    ``idempotency`` enables the ``Idempotency-Key`` header on routes that take
+    :data:`~tracseq_kit.service.Idempotent` (its table is migrated on the resource it
+    names once the resources are open, and expired keys are purged while it runs).
+
+    The OpenAPI document declares, on every operation, the problem+json answers it can
+    give (see :func:`~tracseq_kit.service.problems`), one schema per model for input and
+    output (FastAPI's ``separate_input_output_schemas=False``), which client generators
+    need, and the handler's name as each operation id. A path with a trailing slash it
+    does not serve is a 404, not a redirect.
 
     ``settings`` defaults to ``ServiceSettings()`` (``TRACSEQ_*`` variables). Logging is
     configured from it unless ``configure_logs=False``; tracing uses ``tracer_provider``
@@ -108,6 +123,7 @@ def create_service(
         )
     middleware.append(Middleware(ProblemDetailsMiddleware))
     middleware.append(Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes))
+    middleware.append(Middleware(RejectNulMiddleware))
     health_app = health.asgi_app()
     endpoints: dict[str, ASGIApp] = dict.fromkeys(HEALTH_PATHS, health_app)
     if settings.metrics_path:
@@ -132,6 +148,8 @@ def create_service(
                     health.add_check(resource.name, partial(resource.check, value))
                 logger.info("opened resource %s", resource.name)
             stack.callback(opened._clear)
+            if idempotency is not None:
+                await stack.enter_async_context(idempotency.running(opened[idempotency.resource]))
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app))
             health.mark_started()
@@ -151,6 +169,12 @@ def create_service(
         # FastAPI's native OpenTelemetry would open a second server span per request once a
         # global provider exists; the chassis's own middleware covers Starlette apps too.
         fastapi_options.setdefault("telemetry", _NATIVE_TELEMETRY_OFF)
+    # one schema per model: generators stop on FastAPI's "-Input"/"-Output" twins
+    fastapi_options.setdefault("separate_input_output_schemas", False)
+    # an API answers the URL it was asked (404), not a redirect nobody documented
+    fastapi_options.setdefault("redirect_slashes", False)
+    # operation ids are the handlers' names: what a generated client's methods are called
+    fastapi_options.setdefault("generate_unique_id_function", _operation_id)
     app = FastAPI(
         title=title or settings.service_name,
         version=version,
@@ -159,10 +183,16 @@ def create_service(
         **fastapi_options,
     )
     install_exception_handlers(app)
+    install_contract(app)
+    app.state.idempotency = idempotency
     app.state.settings = settings
     app.state.resources = opened
     app.state.health = health
     return app
+
+
+def _operation_id(route: Any) -> str:
+    return str(route.name)
 
 
 class _FixedEndpoints:

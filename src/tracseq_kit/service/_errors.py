@@ -43,6 +43,22 @@ def field_path(loc: Sequence[int | str]) -> str:
     return out
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Any) -> list[str]:
+    """Every method some route fully matches at the request's path (asked route by route
+    through Starlette's public ``matches``, whatever the routes are nested in)."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 def install_exception_handlers(app: Any) -> None:
     """Register problem+json handlers for HTTP errors, validation errors and crashes on a
     Starlette or FastAPI ``app``."""
@@ -54,15 +70,21 @@ def install_exception_handlers(app: Any) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else None
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"Nothing is served at {request.url.path}."
-        elif exc.status_code == 405 and detail == "Method Not Allowed":
+        headers = exc.headers
+        if exc.status_code == 405 and detail == "Method Not Allowed":
             detail = f"{request.method} is not allowed on {request.url.path}."
+            # Starlette names the methods of the first route matching the path only;
+            # FastAPI makes one route per method, so list every route's
+            allowed = _allowed_methods(request)
+            if allowed:
+                headers = {**(headers or {}), "Allow": ", ".join(allowed)}
         extensions = None if detail is not None or exc.detail is None else {"errors": exc.detail}
         return problem_response(
             exc.status_code,
             detail=detail,
             instance=request.url.path,
             extensions=extensions,
-            headers=exc.headers,
+            headers=headers,
         )
 
     async def crash(request: Request, exc: Exception) -> Any:
@@ -70,7 +92,16 @@ def install_exception_handlers(app: Any) -> None:
         # wrapped around it); Starlette logs the traceback after this returns.
         return problem_response(500, detail=INTERNAL_ERROR_DETAIL, instance=request.url.path)
 
+    async def replay(request: Request, exc: Exception) -> Any:
+        from tracseq_kit.service._idempotency import IdempotencyReplay
+
+        assert isinstance(exc, IdempotencyReplay)
+        return exc.response()
+
+    from tracseq_kit.service._idempotency import IdempotencyReplay
+
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(IdempotencyReplay, replay)
     app.add_exception_handler(Exception, crash)
     try:
         from asyncpg.exceptions import DataError

@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import Depends, Request
 from pydantic import SecretStr
 
 from tracseq_kit._exceptions import MissingDependencyError
@@ -138,3 +139,22 @@ class Resources(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def resource(name: str) -> Any:
+    """A FastAPI dependency marker for the open resource ``name``, to type a parameter::
+
+        Postgres = Annotated[asyncpg.Pool, resource("postgres")]
+
+        @router.get("/api/templates/{template_id}")
+        async def get_template(template_id: str, db: Postgres) -> Template: ...
+
+    A handler asking for a resource the service did not open fails with ``KeyError``
+    naming the open ones (a programming error, answered as a 500 and logged).
+    """
+
+    def opened(request: Request) -> Any:
+        return request.app.state.resources[name]
+
+    opened.__name__ = f"resource_{name}"
+    return Depends(opened)
