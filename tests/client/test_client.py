@@ -207,6 +207,37 @@ def test_property_one_key_per_write_and_never_more_than_the_attempts(
     assert succeeded == (len(failures) < 4)
 
 
+@pytest.mark.parametrize("name", ["Idempotency-Key", "idempotency-key", "IDEMPOTENCY-KEY"])
+def test_a_callers_idempotency_key_wins_and_is_reused_across_retries(name: str) -> None:
+    seen: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get_list("idempotency-key"))
+        return problem(503, "busy") if len(seen) < 3 else httpx.Response(201, json=TEMPLATE)
+
+    c = client(handler)
+    c.request("POST", "/api/templates", json={"name": "RNA"}, headers={name: "mine-1"})
+    assert seen == [["mine-1"]] * 3  # one header, the caller's, on every attempt
+    seen.clear()
+    c.with_options(headers={name: "mine-2"}).templates.create({"name": "RNA"})
+    assert seen == [["mine-2"]] * 3
+
+
+def test_caller_headers_merge_case_insensitively_with_the_clients_own() -> None:
+    seen: list[httpx.Headers] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers)
+        return httpx.Response(200, json=TEMPLATE)
+
+    c = client(handler, headers={"Accept": "application/json; q=1", "X-Lab": "a"})
+    c.with_options(headers={"x-lab": "b"}).templates.get("tpl-1")
+    assert seen[0].get_list("accept") == ["application/json; q=1"]
+    assert seen[0].get_list("x-lab") == ["b"]
+    c.request("GET", "/api/templates/tpl-1", headers={"USER-AGENT": "pipeline/2"})
+    assert seen[1].get_list("user-agent") == ["pipeline/2"]
+
+
 def test_client_errors_are_not_retried() -> None:
     calls = []
 

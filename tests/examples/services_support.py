@@ -41,6 +41,18 @@ def serve_stack(*, template_dsn: str, event_dsn: str, kafka_bootstrap: str) -> I
 
     The event service consumes in a consumer group of its own (the broker outlives tests).
     """
+    with serve_stack_urls(
+        template_dsn=template_dsn, event_dsn=event_dsn, kafka_bootstrap=kafka_bootstrap
+    ) as urls:
+        yield urls["gateway"]
+
+
+@contextlib.contextmanager
+def serve_stack_urls(
+    *, template_dsn: str, event_dsn: str, kafka_bootstrap: str
+) -> Iterator[dict[str, str]]:
+    """:func:`serve_stack`, yielding the base URLs of ``gateway``, ``templates`` and
+    ``events``."""
     from examples.event_service.app import EventServiceSettings
     from examples.event_service.app import create_app as create_event_service
     from examples.template_service.app import TemplateServiceSettings
@@ -75,7 +87,7 @@ def serve_stack(*, template_dsn: str, event_dsn: str, kafka_bootstrap: str) -> I
             }
         )
         with serve(Gateway(config)) as gateway:
-            yield gateway
+            yield {"gateway": gateway, "templates": template_url, "events": event_url}
 
 
 def wait_for(predicate: Any, seconds: float = 40) -> Any:

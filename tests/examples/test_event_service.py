@@ -203,42 +203,6 @@ def test_replay_republishes_a_filtered_range_with_progress(
     assert httpx.get(f"{event_service}/api/events/replay/nope").status_code == 404
 
 
-class _FlakyConsumer:
-    """Fails once (as a commit that timed out would), then runs until stopped."""
-
-    runs = 0
-
-    def __init__(self) -> None:
-        self._stopped = asyncio.Event()
-
-    async def run(self) -> None:
-        _FlakyConsumer.runs += 1
-        if _FlakyConsumer.runs == 1:
-            raise TimeoutError("commit did not finish in 30 s")
-        await self._stopped.wait()
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-
-def test_the_consumer_is_restarted_and_its_outage_reported() -> None:
-    from examples.event_service.app import _ConsumerSupervisor
-
-    async def scenario() -> None:
-        supervisor = _ConsumerSupervisor(_FlakyConsumer)  # type: ignore[arg-type]
-        task = asyncio.create_task(supervisor.run())
-        await asyncio.sleep(0.2)
-        with pytest.raises(ConnectionError, match="not consuming: TimeoutError: commit did not"):
-            await supervisor.check()
-        await asyncio.sleep(1.2)  # the first pause is 1 s
-        await supervisor.check()  # a fresh consumer runs
-        assert (supervisor.restarts, _FlakyConsumer.runs) == (1, 2)
-        await supervisor.stop(task)
-        assert task.done() and task.exception() is None
-
-    asyncio.run(scenario())
-
-
 @pytest.mark.timeout(120)
 def test_events_arriving_while_postgres_is_down_are_stored_once_it_is_back(
     postgres_schema: PostgresSchema, kafka_bootstrap: str

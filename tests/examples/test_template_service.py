@@ -54,7 +54,9 @@ def client(postgres_schema: PostgresSchema) -> Iterator[httpx.Client]:
         yield c
 
 
-def outbox_types(client: httpx.Client) -> list[str]:
+def outbox_types(client: httpx.Client, *subjects: str) -> list[str]:
+    """The types of the events in the outbox, in order (about ``subjects`` if given)."""
+
     async def fetch() -> list[Any]:
         conn = await asyncpg.connect(client.dsn)  # type: ignore[attr-defined]
         try:
@@ -66,7 +68,8 @@ def outbox_types(client: httpx.Client) -> list[str]:
     types = []
     for r in rows:
         headers = dict(json.loads(r["headers"]))
-        types.append(headers["ce_type"])
+        if not subjects or headers.get("ce_subject") in subjects:
+            types.append(headers["ce_type"])
     return types
 
 
@@ -195,7 +198,7 @@ def test_user_mistakes_are_clear_problems(client: httpx.Client) -> None:
     )
     assert broken.status_code in (400, 422)
     empty = client.post("/api/templates", json={"name": "empty"}).json()
-    assert client.post(f"/api/templates/{empty['id']}/publish").status_code == 422
+    assert client.post(f"/api/templates/{empty['id']}/publish").status_code == 409
 
 
 def test_events_reach_kafka_through_the_outbox_relay(
@@ -293,3 +296,80 @@ def test_validation_uses_the_latest_published_version_not_the_draft(client: http
     client.post(f"/api/templates/{tid}/publish")
     report = client.post(f"/api/templates/{tid}/validate", content=sheet).json()
     assert [p["rule"] for p in report["problems"]] == ["required"]
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"description": None}, {"description": ""}),
+        ({"tags": None}, {"tags": []}),
+        ({"fields": None, "cross_field_rules": None}, {"fields": [], "cross_field_rules": []}),
+        ({"cross_field_rules": None}, {"cross_field_rules": []}),
+    ],
+    ids=repr,
+)
+def test_patch_null_clears_an_optional_part(
+    client: httpx.Client, patch: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    tid = client.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
+    r = client.patch(f"/api/templates/{tid}", json=patch)
+    assert r.status_code == 200, r.text
+    assert {k: r.json()[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"name": None},
+        {"category": None},
+        {"category": None, "tags": None},
+        {"fields": None},  # the cross-field rule still refers to the fields: a clear 422
+        {"name": ""},
+    ],
+    ids=repr,
+)
+def test_patch_null_on_a_required_part_is_a_422_with_the_field(
+    client: httpx.Client, patch: dict[str, Any]
+) -> None:
+    tid = client.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
+    r = client.patch(f"/api/templates/{tid}", json=patch)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["errors"] and all(e["field"].startswith("body") for e in r.json()["errors"])
+    assert client.get(f"/api/templates/{tid}").json()["name"] == DNA_TEMPLATE["name"]
+
+
+def test_a_step_that_changes_nothing_is_a_409_and_emits_no_event(client: httpx.Client) -> None:
+    tid = client.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
+    assert client.post(f"/api/templates/{tid}/publish").status_code == 200
+    again = client.post(f"/api/templates/{tid}/publish")
+    assert again.status_code == 409 and "already published as version 1" in again.json()["detail"]
+    # a PATCH back to the published definition, then publish: nothing changed either
+    client.patch(f"/api/templates/{tid}", json={"description": "changed"})
+    client.patch(f"/api/templates/{tid}", json={"description": DNA_TEMPLATE["description"]})
+    same = client.post(f"/api/templates/{tid}/publish")
+    assert same.status_code == 409 and "nothing changed since version 1" in same.json()["detail"]
+    assert client.post(f"/api/templates/{tid}/archive").status_code == 200
+    twice = client.post(f"/api/templates/{tid}/archive")
+    assert twice.status_code == 409 and "already archived" in twice.json()["detail"]
+    deprecate = client.post(f"/api/templates/{tid}/deprecate")
+    assert deprecate.status_code == 409 and "archived" in deprecate.json()["detail"]
+    # a PATCH that changes nothing is answered, but is no event either
+    other = client.post("/api/templates", json={**DNA_TEMPLATE, "name": "other"}).json()["id"]
+    unchanged = client.patch(f"/api/templates/{other}", json={"name": "other"})
+    assert unchanged.status_code == 200
+    assert outbox_types(client, tid, other) == [
+        "tracseq.template.created",
+        "tracseq.template.published",
+        "tracseq.template.updated",
+        "tracseq.template.updated",
+        "tracseq.template.archived",
+        "tracseq.template.created",
+    ]
+
+
+def test_create_names_the_new_template_in_location(client: httpx.Client) -> None:
+    r = client.post("/api/templates", json=DNA_TEMPLATE)
+    assert r.headers["location"] == f"/api/templates/{r.json()['id']}"
+    clone = client.post(f"/api/templates/{r.json()['id']}/clone")
+    assert clone.headers["location"] == f"/api/templates/{clone.json()['id']}"

@@ -190,6 +190,14 @@ class _AsyncUpload:
             yield chunk
 
 
+def _named(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """The value of header ``name`` in ``headers``, whatever the case of its name."""
+    for key, value in (headers or {}).items():
+        if key.lower() == name:
+            return value
+    return None
+
+
 def _check_durations(*, timeout: float, deadline: float | None) -> None:
     if timeout <= 0:
         raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
@@ -313,10 +321,11 @@ class BaseClient:
     # ------------------------------------------------------------------ requests
 
     def _default_headers(self) -> dict[str, str]:
+        # names lower-cased: a caller's "Accept" replaces ours instead of going twice
         headers = {"user-agent": USER_AGENT, "accept": "application/json"}
         if self._options.token:
             headers["authorization"] = f"Bearer {self._options.token}"
-        headers.update(self._options.headers)
+        headers.update((name.lower(), value) for name, value in self._options.headers)
         return headers
 
     def _build(self, call: Call, key: str | None, deadline_at: float | None) -> dict[str, Any]:
@@ -328,15 +337,15 @@ class BaseClient:
             headers["content-type"] = "application/json"
         elif call.content_type:
             headers["content-type"] = call.content_type
-        if key is not None:
-            headers["idempotency-key"] = key
         timeout = self._options.timeout
         if deadline_at is not None:
             left = deadline_at - time.monotonic()
             headers[DEADLINE_HEADER] = str(max(0, int(left * 1000)))
             timeout = max(0.001, min(timeout, left))
         if call.headers:
-            headers.update(call.headers)
+            headers.update((name.lower(), value) for name, value in call.headers.items())
+        if key is not None:  # one key per logical write, whoever named it
+            headers["idempotency-key"] = key
         if call.progress is not None and content:
             # A set Content-Length keeps httpx from switching to chunked encoding.
             headers["content-length"] = str(len(content))
@@ -351,6 +360,13 @@ class BaseClient:
         }
 
     def _key_for(self, call: Call) -> str | None:
+        """The ``Idempotency-Key`` every attempt of ``call`` sends: the caller's own
+        (in the call's or the client's headers, any case), else one made for it."""
+        given = _named(call.headers, "idempotency-key") or _named(
+            dict(self._options.headers), "idempotency-key"
+        )
+        if given is not None:
+            return given
         if not call.write:
             return None
         return self._options.idempotency_key or f"tsk-{uuid.uuid4().hex}"

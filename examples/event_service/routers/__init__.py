@@ -1,0 +1,1 @@
+"""The event service's routes, one module per resource."""

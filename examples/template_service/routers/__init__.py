@@ -1,0 +1,1 @@
+"""The template service's routes, one module per resource."""
