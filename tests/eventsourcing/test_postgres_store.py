@@ -287,3 +287,22 @@ async def test_schemas_are_separate_stores(
     finally:
         await admin.execute(f"DROP SCHEMA {other} CASCADE")
         await admin.close()
+
+
+async def test_an_append_probes_the_index_instead_of_reading_the_table(pool: Any) -> None:
+    """Appends must not slow down as the store grows: with generic plans, an EXISTS in
+    the version check once became a hash join reading the whole table (seen right after
+    a bulk registration, before the table was analyzed)."""
+    store = PostgresEventStore(pool, topic="tracseq.samples")
+    samples = Repository(Sample, store, source="/s")
+    await samples.save_all([Sample.receive(f"F-{n}", barcode=str(n)) for n in range(20_000)])
+    async with pool.acquire() as conn, conn.transaction():
+        for n in range(8):  # past the point where plans turn generic
+            sample = await samples.load(f"F-{n}", conn=conn)
+            sample.pass_qc(by="ann")
+            await samples.save(sample, conn=conn)
+        await samples.save(Sample.receive(sid(), barcode="new"), conn=conn)
+        scans = await conn.fetchval(
+            "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'tracseq_es_events'"
+        )
+    assert scans == 0

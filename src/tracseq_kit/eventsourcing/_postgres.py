@@ -62,6 +62,9 @@ ON CONFLICT (stream_id) DO UPDATE SET
     schema_version = EXCLUDED.schema_version, state = EXCLUDED.state, taken_at = now()
 WHERE s.version <= EXCLUDED.version"""
 _DUPLICATE_KEY = re.compile(r"\(event_id\)=\((?P<id>.*)\) already exists")
+_TAKEN_VERSION = re.compile(
+    r"\(stream_id, version\)=\((?P<id>.*), (?P<version>\d+)\) already exists"
+)
 
 
 async def migrate(conn: Any) -> list[str]:
@@ -374,9 +377,18 @@ def _mapped(exc: Exception) -> Exception | None:
         )
     if sqlstate == "23505":
         constraint = getattr(exc, "constraint_name", None)
+        detail = getattr(exc, "detail", None) or ""
         if constraint == "tracseq_es_events_event_id":
-            found = _DUPLICATE_KEY.search(getattr(exc, "detail", None) or "")
+            found = _DUPLICATE_KEY.search(detail)
             return DuplicateEventError(found["id"] if found else "?")
+        if constraint == "tracseq_es_events_stream_version":
+            # A concurrent append of the same version committed while this one waited.
+            taken = _TAKEN_VERSION.search(detail)
+            if taken:
+                version = int(taken["version"])
+                return ConcurrencyError(
+                    taken["id"], expected=expected_label(version - 1), actual=version
+                )
     if sqlstate in ("42883", "42P01"):  # undefined function / table
         return ConfigurationError(
             f"the event store's tables are missing ({exc}); create them with "

@@ -24,8 +24,8 @@ _MARK = "__tracseq_handles__"
 
 _ADVANCE_IF_CAUGHT_UP = """UPDATE tracseq_es_checkpoints c SET position = $3, updated_at = now()
 WHERE c.projection = $1 AND c.position < $2
-  AND NOT EXISTS (SELECT 1 FROM tracseq_es_events e WHERE e.position > c.position
-                  AND e.position < $2)
+  AND (SELECT e.position FROM tracseq_es_events e
+       WHERE e.position > c.position AND e.position < $2 LIMIT 1) IS NULL
 RETURNING c.position"""
 _ENSURE_CHECKPOINT = """INSERT INTO tracseq_es_checkpoints (projection) VALUES ($1)
 ON CONFLICT (projection) DO NOTHING"""

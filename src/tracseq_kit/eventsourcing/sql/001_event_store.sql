@@ -57,7 +57,9 @@ CREATE TABLE IF NOT EXISTS tracseq_es_checkpoints (
 --   p_exclusive: take the append lock exclusively; required when an expectation is
 --     -1 or -2 (the next version is read, not known)
 -- Raises SQLSTATE TQ409 (detail: JSON stream_id/expected/actual) for the first stream
--- whose version is not the expected one; nothing is written then.
+-- whose version is not the expected one, or a unique violation on
+-- tracseq_es_events_stream_version when a concurrent append of the same version
+-- committed first; nothing is written then.
 -- Returns the first position (the events take the next ones, in order), each stream's
 -- version before the append (in p_streams order) and the recording time.
 CREATE OR REPLACE FUNCTION tracseq_es_append(
@@ -84,7 +86,6 @@ DECLARE
     v_n integer := coalesce(cardinality(p_ev_id), 0);
     v_first bigint;
     v_bad record;
-    v_constraint text;
 BEGIN
     IF p_exclusive THEN
         PERFORM pg_advisory_xact_lock(1953722725, 'tracseq_es_events'::regclass::oid::integer);
@@ -93,17 +94,19 @@ BEGIN
                                              'tracseq_es_events'::regclass::oid::integer);
     END IF;
 
-    -- Exact versions n > 0 and "stream exists" need their version-n (or 1) event to be
-    -- there; streams that get no event need the next one not to be. (The next version
-    -- of a stream that gets events is checked by the unique index on insert.)
+    -- An exact version n needs event n (for n > 0) and no event n + 1; "stream exists"
+    -- needs event 1. A concurrent append of the same version that has not committed
+    -- yet is caught by the unique index on insert instead (SQLSTATE 23505).
+    -- (Scalar subqueries, not EXISTS: with a generic plan, EXISTS may become a hash join
+    -- that reads the whole table; these stay index probes, one per stream.)
     SELECT s.id, s.expected INTO v_bad
-    FROM unnest(p_streams, p_expected, p_counts) AS s(id, expected, n)
-    WHERE ((s.expected > 0 OR s.expected = -2) AND NOT EXISTS (
-              SELECT 1 FROM tracseq_es_events e
-              WHERE e.stream_id = s.id AND e.version = greatest(s.expected, 1)))
-       OR (s.expected >= 0 AND s.n = 0 AND EXISTS (
-              SELECT 1 FROM tracseq_es_events e
-              WHERE e.stream_id = s.id AND e.version = s.expected + 1))
+    FROM unnest(p_streams, p_expected) AS s(id, expected)
+    WHERE ((s.expected > 0 OR s.expected = -2) AND (
+              SELECT e.version FROM tracseq_es_events e
+              WHERE e.stream_id = s.id AND e.version = greatest(s.expected, 1)) IS NULL)
+       OR (s.expected >= 0 AND (
+              SELECT e.version FROM tracseq_es_events e
+              WHERE e.stream_id = s.id AND e.version = s.expected + 1) IS NOT NULL)
     LIMIT 1;
     IF FOUND THEN
         PERFORM tracseq_es_conflict(v_bad.id, v_bad.expected);
@@ -114,38 +117,18 @@ BEGIN
         IF v_n > 1 THEN
             PERFORM setval('tracseq_es_position', v_first + v_n - 1);
         END IF;
-        BEGIN
-            INSERT INTO tracseq_es_events (position, stream_id, stream_type, version,
-                event_id, type, source, subject, time, dataschema, extensions, data)
-            SELECT v_first + x.n - 1, x.stream, x.stype,
-                   coalesce(x.base, (SELECT coalesce(max(e.version), 0)
-                                     FROM tracseq_es_events e WHERE e.stream_id = x.stream))
-                   + x.k,
-                   x.id, x.etype, x.source, x.subject, x.time, x.schema, x.ext::jsonb,
-                   x.data::jsonb
-            FROM unnest(p_ev_stream, p_ev_base, p_ev_k, p_ev_stype, p_ev_id, p_ev_type,
-                        p_ev_source, p_ev_subject, p_ev_time, p_ev_schema, p_ev_ext,
-                        p_ev_data)
-                 WITH ORDINALITY AS x(stream, base, k, stype, id, etype, source, subject,
-                                      time, schema, ext, data, n);
-        EXCEPTION WHEN unique_violation THEN
-            GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
-            IF v_constraint <> 'tracseq_es_events_stream_version' THEN
-                RAISE;
-            END IF;
-            -- Under the shared lock, a concurrent append of the same version committed
-            -- first (the insert waited for it); its row is visible to this statement.
-            SELECT s.id, s.expected INTO v_bad
-            FROM unnest(p_streams, p_expected) AS s(id, expected)
-            WHERE s.expected >= 0 AND EXISTS (
-                SELECT 1 FROM tracseq_es_events e
-                WHERE e.stream_id = s.id AND e.version = s.expected + 1)
-            LIMIT 1;
-            IF NOT FOUND THEN
-                RAISE;
-            END IF;
-            PERFORM tracseq_es_conflict(v_bad.id, v_bad.expected);
-        END;
+        INSERT INTO tracseq_es_events (position, stream_id, stream_type, version, event_id,
+            type, source, subject, time, dataschema, extensions, data)
+        SELECT v_first + x.n - 1, x.stream, x.stype,
+               coalesce(x.base, (SELECT coalesce(max(e.version), 0)
+                                 FROM tracseq_es_events e WHERE e.stream_id = x.stream))
+               + x.k,
+               x.id, x.etype, x.source, x.subject, x.time, x.schema, x.ext::jsonb,
+               x.data::jsonb
+        FROM unnest(p_ev_stream, p_ev_base, p_ev_k, p_ev_stype, p_ev_id, p_ev_type,
+                    p_ev_source, p_ev_subject, p_ev_time, p_ev_schema, p_ev_ext, p_ev_data)
+             WITH ORDINALITY AS x(stream, base, k, stype, id, etype, source, subject, time,
+                                  schema, ext, data, n);
         PERFORM pg_notify('tracseq_eventsourcing', '');
     END IF;
 
