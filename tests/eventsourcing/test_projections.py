@@ -245,3 +245,32 @@ async def test_projection_configuration_errors(pool: Any) -> None:
 def test_a_projection_lists_its_event_types() -> None:
     assert SamplesByStatus.event_types()["tracseq.sample.received"] is SampleReceived
     assert len(SamplesByStatus.event_types()) == 4
+
+
+async def test_run_retries_a_failing_round_and_logs_it(
+    pool: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    class FailsTwice(SamplesByStatus):
+        name = "fails_twice"
+        failures = 2
+
+        async def apply(self, conn: Any, events: Sequence[RecordedEvent[Any]]) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("handler bug")
+            await super().apply(conn, events)
+
+    store = PostgresEventStore(pool, topic=None)
+    samples = Repository(Sample, store, source="/s")
+    (a,) = await register(samples, 1)
+    runner = ProjectionRunner(store, [FailsTwice()], poll_interval=3600, backoff=(0.01, 0.02))
+    task = asyncio.create_task(runner.run())
+    try:
+        with anyio.fail_after(10):
+            while a not in await read_model(pool):  # noqa: ASYNC110 - polls the read model
+                await anyio.sleep(0.02)
+    finally:
+        runner.stop()
+        await task
+    failures = [r for r in caplog.records if "projection round failed" in r.getMessage()]
+    assert len(failures) == 2 and "handler bug" in failures[0].getMessage()

@@ -122,6 +122,9 @@ class ProjectionRunner:
         delay = self._backoff_min
         try:
             while not self._stopping:
+                # Cleared before the round, not before the wait: a NOTIFY that arrives
+                # during the round then makes the wait return at once.
+                self._wake.clear()
                 try:
                     n = await self.run_once()
                 except Exception as exc:
@@ -132,6 +135,9 @@ class ProjectionRunner:
                         delay,
                     )
                     logger.debug("projection round failure", exc_info=True)
+                    if self._stopping:
+                        break
+                    self._wake.clear()  # a NOTIFY must not cut the backoff short
                     await self._sleep(delay)
                     delay = min(self._backoff_max, delay * 2)
                     continue
@@ -143,7 +149,6 @@ class ProjectionRunner:
                 await listener()
 
     async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
