@@ -310,6 +310,14 @@ async def test_the_memory_store_publishes_committed_events_in_order() -> None:
         await store.read_stream("S-1", conn=object())
 
 
+async def test_a_naive_clock_is_a_configuration_error() -> None:
+    naive = Repository(
+        Sample, InMemoryEventStore(), source="/s", clock=lambda: datetime(2026, 1, 1)
+    )
+    with pytest.raises(ConfigurationError, match="clock"):
+        await naive.save(Sample.receive("S-1", barcode="B"))
+
+
 async def test_the_memory_store_uses_its_clock() -> None:
     store = InMemoryEventStore(clock=lambda: T0)
     recorded: list[Any] = await Repository(Sample, store, source="/s").save(

@@ -55,6 +55,8 @@ def test_bad_targets_exit_with_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "is not a Projection" in capsys.readouterr().err
     assert main(["--dsn", "", "status"]) == 2
     assert "--dsn" in capsys.readouterr().err
+    assert main(["--dsn", "postgresql://postgres@127.0.0.1:1/test", "status"]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
 
 
 def test_load_projection_takes_instances_and_classes() -> None:

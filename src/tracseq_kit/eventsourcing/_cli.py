@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except TracSeqError as exc:
+    except (TracSeqError, OSError) as exc:  # OSError: the server cannot be reached
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -99,7 +99,10 @@ class PostgresEventStore:
     decides between two appends of the same version), exclusive for ``ANY`` /
     ``STREAM_EXISTS`` appends and for stores with inline projections. Readers of the
     global feed take it exclusively for an instant (:meth:`head_position`) to learn how
-    far the feed is complete. Keep appends at the end of a transaction. Create the
+    far the feed is complete. Keep appends at the end of a transaction, and do not mix
+    exact and ``ANY`` appends in one transaction: taking the lock exclusively while
+    holding it shared can deadlock with another transaction doing the same (PostgreSQL
+    then aborts one of them). Create the
     tables with :func:`migrate`; without them calls raise
     :class:`~tracseq_kit.ConfigurationError`.
     """

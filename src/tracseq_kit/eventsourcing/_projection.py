@@ -116,7 +116,9 @@ class Projection:
 
     async def apply(self, conn: Any, events: Sequence[RecordedEvent[Any]]) -> None:
         """Run the handlers for ``events``, in order (batch handlers once per run of
-        consecutive events of their type). Events without a handler are skipped."""
+        consecutive events of their type). Events without a handler are skipped. A
+        handler's error propagates: the caller's transaction, checkpoint included, is
+        rolled back."""
         i = 0
         while i < len(events):
             found = self._handlers.get(events[i].type)
@@ -219,7 +221,9 @@ async def rebuild(
     store: PostgresEventStore, projection: Projection, *, batch_size: int = 1000
 ) -> int:
     """Empty ``projection``'s read model and replay every event into it; returns how
-    many events were applied.
+    many events were applied. A handler error rolls everything back (the old read model
+    stays) and propagates; :class:`~tracseq_kit.DependencyUnavailableError` if appends
+    in flight keep the head from being read (see :meth:`PostgresEventStore.head_position`).
 
     One transaction: readers see the old read model until the new one commits, and a
     failure leaves the old one in place. The checkpoint stays locked meanwhile, so a

@@ -146,7 +146,12 @@ class Repository(Generic[A]):
         conflicts; then nothing is saved."""
         # One validated envelope, copied per event: a validated construction per event
         # would cost three times as much for a 10,000-sample registration.
-        template = CloudEvent[Any](id="-", source=self._source, type="-", time=self._clock())
+        try:
+            template = CloudEvent[Any](id="-", source=self._source, type="-", time=self._clock())
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"the repository's clock or source makes invalid events: {exc}"
+            ) from exc
         kind = self.aggregate.stream_type
         appends: list[StreamAppend] = []
         snapshots: list[Snapshot] = []
