@@ -10,6 +10,7 @@ Each capability lives in one subpackage with one public import path:
 - :mod:`tracseq_kit.resilience`: circuit breaker, retry, deadline, bulkhead
 - :mod:`tracseq_kit.ratelimit`: rate limiters in memory or Redis
 - :mod:`tracseq_kit.events`: CloudEvents on Kafka with a PostgreSQL outbox
+- :mod:`tracseq_kit.eventsourcing`: event-sourced aggregates, projections, rebuilds
 - :mod:`tracseq_kit.gateway`: the API gateway's building blocks
 - :mod:`tracseq_kit.schemas` and :mod:`tracseq_kit.sheets`: API models, sheet validation
 - :mod:`tracseq_kit.client`: the typed HTTP client (sync and async)
@@ -18,6 +19,7 @@ The error tree (:class:`TracSeqError` and its subclasses) is exported here.
 """
 
 from tracseq_kit._exceptions import (
+    AggregateNotFoundError,
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -26,13 +28,17 @@ from tracseq_kit._exceptions import (
     BadRequestError,
     BulkheadFullError,
     CircuitOpenError,
+    CommandRejectedError,
+    ConcurrencyError,
     ConfigurationError,
     ConflictError,
     DeadlineExceededError,
     DependencyUnavailableError,
+    DuplicateEventError,
     EmbeddedServerError,
     EventEncodingError,
     EventError,
+    EventSourcingError,
     InfrastructureError,
     MissingDependencyError,
     NotFoundError,
@@ -59,17 +65,22 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AggregateNotFoundError",
     "AuthenticationError",
     "BadRequestError",
     "BulkheadFullError",
     "CircuitOpenError",
+    "CommandRejectedError",
+    "ConcurrencyError",
     "ConfigurationError",
     "ConflictError",
     "DeadlineExceededError",
     "DependencyUnavailableError",
+    "DuplicateEventError",
     "EmbeddedServerError",
     "EventEncodingError",
     "EventError",
+    "EventSourcingError",
     "InfrastructureError",
     "MissingDependencyError",
     "NotFoundError",

@@ -26,6 +26,13 @@ retry machinery reads: ``True`` means the same call may succeed if tried again l
     │   ├── UnknownEventTypeError     no payload model is registered for an event type
     │   └── PublishError              an event could not be published        (retriable)
     │       └── PublishTimeoutError   the broker did not acknowledge in time  (retriable)
+    ├── EventSourcingError
+    │   ├── ConcurrencyError          a stream moved on since it was read; ``stream_id``,
+    │   │                             ``expected``, ``actual`` (services answer 409)
+    │   ├── DuplicateEventError       an event id is already in the store; ``event_id``
+    │   ├── AggregateNotFoundError    no stream for the aggregate id (services answer 404)
+    │   └── CommandRejectedError      a command is not allowed in the aggregate's current
+    │                                 state; ``command``, ``state`` (services answer 409)
     └── APIError                      a TracSeq API call failed (the typed client)
         ├── APIConnectionError        no response: refused, reset, DNS        (retriable)
         │   └── APITimeoutError       no response in time (also a TimeoutError) (retriable)
@@ -51,17 +58,22 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AggregateNotFoundError",
     "AuthenticationError",
     "BadRequestError",
     "BulkheadFullError",
     "CircuitOpenError",
+    "CommandRejectedError",
+    "ConcurrencyError",
     "ConfigurationError",
     "ConflictError",
     "DeadlineExceededError",
     "DependencyUnavailableError",
+    "DuplicateEventError",
     "EmbeddedServerError",
     "EventEncodingError",
     "EventError",
+    "EventSourcingError",
     "InfrastructureError",
     "MissingDependencyError",
     "NotFoundError",
@@ -212,6 +224,90 @@ class PublishError(EventError):
 
 class PublishTimeoutError(PublishError, TimeoutError):
     """The broker did not acknowledge a publish within the allowed time."""
+
+
+class EventSourcingError(TracSeqError):
+    """Base class of errors raised by :mod:`tracseq_kit.eventsourcing`."""
+
+
+class ConcurrencyError(EventSourcingError):
+    """An append expected a stream version that is no longer current.
+
+    Someone else appended to ``stream_id`` since it was read: ``expected`` is the
+    version the caller asked for (an int, or ``"no stream"`` / ``"stream exists"``) and
+    ``actual`` the version found (0: the stream does not exist). Nothing was written.
+    Reload the aggregate and decide again; a service answers 409 Conflict. Retrying the
+    same append cannot succeed, so this is not ``retriable``.
+    """
+
+    def __init__(self, stream_id: str, *, expected: int | str, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        if expected == "no stream":
+            wanted = "no stream"
+        elif expected == "stream exists":
+            wanted = "an existing stream"
+        else:
+            wanted = f"version {expected}"
+        found = "does not exist" if actual == 0 else f"is at version {actual}"
+        super().__init__(
+            f"stream {stream_id!r} {found} but the append expected {wanted}: it changed "
+            "since it was read; reload it and decide again"
+        )
+
+
+class DuplicateEventError(EventSourcingError):
+    """An appended event has an id the store already holds (``event_id``).
+
+    The same events were appended twice, e.g. a retried request whose first attempt
+    committed. Nothing of the second append was written.
+    """
+
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        super().__init__(f"event {event_id!r} is already in the event store; nothing was written")
+
+
+class AggregateNotFoundError(EventSourcingError, LookupError):
+    """No stream exists for the aggregate id; services answer 404.
+
+    ``stream_type`` names the kind of aggregate (e.g. ``"sample"``), ``aggregate_id``
+    the id that was asked for.
+    """
+
+    def __init__(self, stream_type: str, aggregate_id: str) -> None:
+        self.stream_type = stream_type
+        self.aggregate_id = aggregate_id
+        super().__init__(f"no {stream_type} with id {aggregate_id!r}")
+
+
+class CommandRejectedError(EventSourcingError):
+    """A command is not allowed in the aggregate's current state; services answer 409.
+
+    ``command`` names the refused step, ``state`` the aggregate's current state (its
+    ``status`` when it has one), ``reason`` says why, ``allowed`` lists the states the
+    command is allowed from (empty when the guard is not about states). No event was
+    recorded.
+    """
+
+    def __init__(
+        self,
+        *,
+        stream_type: str,
+        aggregate_id: str,
+        command: str,
+        state: str | None,
+        reason: str,
+        allowed: tuple[str, ...] = (),
+    ) -> None:
+        self.stream_type = stream_type
+        self.aggregate_id = aggregate_id
+        self.command = command
+        self.state = state
+        self.reason = reason
+        self.allowed = allowed
+        super().__init__(f"cannot {command} {stream_type} {aggregate_id!r}: {reason}")
 
 
 class APIError(TracSeqError):
