@@ -175,16 +175,7 @@ class PostgresEventStore:
         appends = checked(appends)
         if not appends:
             return []
-        rows: list[Row] = []
-        prepared: list[list[CloudEvent[Any]]] = []
-        for a in appends:
-            base = int(a.expected_version) if a.expected_version >= 0 else None
-            events = list(a.events)
-            for k, event in enumerate(events, start=1):
-                if base is not None and event.extensions.get(STREAM_VERSION) != base + k:
-                    event = events[k - 1] = stamped(event, base + k)
-                rows.append(encode(a.stream_id, base, k, a.stream_type, event))
-            prepared.append(events)
+        rows, prepared = _rows(appends)
         columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[]] * 12
         # Versions must be read (not known) for "any" / "stream exists": such appends,
         # and appends that run inline projections, take the append lock exclusively.
@@ -206,19 +197,7 @@ class PostgresEventStore:
             except Exception as exc:
                 _raise_mapped(exc)
                 raise
-            recorded: list[RecordedEvent[Any]] = []
-            position = first
-            for i, a in enumerate(appends):
-                base = int(a.expected_version) if bases is None else bases[i]
-                for k, event in enumerate(prepared[i], start=1):
-                    if event.extensions.get(STREAM_VERSION) != base + k:
-                        event = stamped(event, base + k)
-                    recorded.append(
-                        RecordedEvent(
-                            event, a.stream_id, a.stream_type, base + k, position, recorded_at
-                        )
-                    )
-                    position += 1
+            recorded = _recorded(appends, prepared, first, bases, recorded_at)
             if not known and self._outbox is not None and self._topic is not None and recorded:
                 await self._outbox.add_many(c, self._topic, [r.event for r in recorded])
             if self.inline and recorded:
@@ -398,3 +377,41 @@ def _mapped(exc: Exception) -> Exception | None:
             "`await tracseq_kit.eventsourcing.migrate(conn)`"
         )
     return None
+
+
+def _rows(appends: Sequence[StreamAppend]) -> tuple[list[Row], list[list[CloudEvent[Any]]]]:
+    """The rows to insert, and each append's events stamped with their versions (when
+    the expected version is known)."""
+    rows: list[Row] = []
+    prepared: list[list[CloudEvent[Any]]] = []
+    for a in appends:
+        base = int(a.expected_version) if a.expected_version >= 0 else None
+        events = list(a.events)
+        for k, event in enumerate(events, start=1):
+            if base is not None and event.extensions.get(STREAM_VERSION) != base + k:
+                event = events[k - 1] = stamped(event, base + k)
+            rows.append(encode(a.stream_id, base, k, a.stream_type, event))
+        prepared.append(events)
+    return rows, prepared
+
+
+def _recorded(
+    appends: Sequence[StreamAppend],
+    prepared: list[list[CloudEvent[Any]]],
+    first: int,
+    bases: Sequence[int] | None,
+    recorded_at: Any,
+) -> list[RecordedEvent[Any]]:
+    """The appended events as recorded: versions from the database where they were read."""
+    recorded: list[RecordedEvent[Any]] = []
+    position = first
+    for i, a in enumerate(appends):
+        base = int(a.expected_version) if bases is None else bases[i]
+        for k, event in enumerate(prepared[i], start=1):
+            if event.extensions.get(STREAM_VERSION) != base + k:
+                event = stamped(event, base + k)
+            recorded.append(
+                RecordedEvent(event, a.stream_id, a.stream_type, base + k, position, recorded_at)
+            )
+            position += 1
+    return recorded
