@@ -172,17 +172,22 @@ def _gateway_workloads() -> list[Workload]:
 
 
 def _settings_class(module_name: str) -> type[ServiceSettings]:
+    """The one ServiceSettings subclass a service's app module uses.
+
+    It is defined in the app module itself or in the ``settings`` module next to it.
+    """
     module = importlib.import_module(module_name)
-    found = [
+    homes = {module.__name__, module_name.rpartition(".")[0] + ".settings"}
+    found = {
         obj
         for obj in vars(module).values()
         if inspect.isclass(obj)
         and issubclass(obj, ServiceSettings)
         and obj is not ServiceSettings
-        and obj.__module__ == module.__name__
-    ]
+        and obj.__module__ in homes
+    }
     assert len(found) == 1, f"{module_name}: expected one ServiceSettings subclass, got {found}"
-    return found[0]
+    return found.pop()
 
 
 def _env_names(cls: type[ServiceSettings]) -> dict[str, str]:
@@ -697,7 +702,7 @@ def test_gateway_pools_point_at_the_services(
             assert health.headers["content-type"] == HEALTH_JSON, pool.health_path
     for route in config.routes:
         upstream = by_name[config.pools[route.upstream].instances[0].rsplit(":", 1)[0]]
-        paths = [getattr(r, "path", "") for r in apps[upstream.module].routes]
+        paths = list(apps[upstream.module].openapi()["paths"])
         assert any(p.startswith(route.prefix) for p in paths), f"{route.prefix} not served"
 
 
