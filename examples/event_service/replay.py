@@ -36,14 +36,15 @@ def _filters(body: ReplayRequest) -> Filters:
     return Filters(body.type, body.source, body.subject, body.since, body.until)
 
 
-async def create(conn: Any, body: ReplayRequest) -> ReplayJob:
-    """Record a new running job (in the caller's transaction)."""
+async def create(conn: Any, body: ReplayRequest, requested_by: str) -> ReplayJob:
+    """Record a new running job (in the caller's transaction), started by ``requested_by``."""
     r = await conn.fetchrow(
-        """INSERT INTO replay_jobs (id, filters, target_topic)
-           VALUES ($1, $2::jsonb, $3) RETURNING *""",
+        """INSERT INTO replay_jobs (id, filters, target_topic, requested_by)
+           VALUES ($1, $2::jsonb, $3, $4) RETURNING *""",
         f"replay-{uuid.uuid4().hex[:12]}",
         body.model_dump_json(exclude={"target_topic"}),
         body.target_topic,
+        requested_by,
     )
     return _job(r)
 

@@ -1,4 +1,4 @@
-"""What the routers ask for: the database pool, the acting user, the settings."""
+"""What the routers ask for: the database pool, the verified caller, the settings."""
 
 from __future__ import annotations
 
@@ -6,15 +6,23 @@ from typing import Annotated
 
 import asyncpg
 from examples.template_service.settings import TemplateServiceSettings
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
-from tracseq_kit.service import resource
+from tracseq_kit.identity import Identity
+from tracseq_kit.service import require_scopes, resource
 
 Postgres = Annotated[asyncpg.Pool, resource("postgres")]
 """The service's connection pool (opened by ``create_service``)."""
 
-Actor = Annotated[str | None, Header(alias="x-tracseq-identity-subject")]
-"""Who acts: the subject the gateway authenticated and forwarded."""
+READ = require_scopes("templates:read")
+"""For operations that only read (``dependencies=[READ]``): 401/403 otherwise."""
+
+Reader = Annotated[Identity, READ]
+"""The verified caller, holding ``templates:read``."""
+
+Writer = Annotated[Identity, require_scopes("templates:write")]
+"""The verified caller, holding ``templates:write``: its subject is recorded as who
+created or changed a template, and as the ``actor`` of the event."""
 
 
 def _settings(request: Request) -> TemplateServiceSettings:

@@ -11,12 +11,14 @@ TOPIC = "tracseq.templates"
 SOURCE = "/template-service"
 
 
-def template_event(kind: str, template: Template, **extra: Any) -> CloudEvent[Any]:
-    """``tracseq.template.<kind>`` about ``template`` (its id is the subject and the key)."""
+def template_event(kind: str, template: Template, actor: str, **extra: Any) -> CloudEvent[Any]:
+    """``tracseq.template.<kind>`` about ``template`` (its id is the subject and the key),
+    done by ``actor`` (the verified subject, in the ``actor`` extension)."""
     return CloudEvent[Any](
         source=SOURCE,
         type=f"tracseq.template.{kind}",
         subject=template.id,
+        extensions={"actor": actor},
         data={
             "template_id": template.id,
             "name": template.name,

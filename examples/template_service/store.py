@@ -55,7 +55,7 @@ def definition(template: Template | TemplateCreate) -> dict[str, Any]:
     return template.model_dump(mode="json", include=set(DEFINITION))
 
 
-async def insert(conn: Any, body: TemplateCreate, actor: str | None) -> Template:
+async def insert(conn: Any, body: TemplateCreate, actor: str) -> Template:
     """A new draft."""
     r = await conn.fetchrow(
         """INSERT INTO templates (id, name, description, category, tags, fields,
@@ -122,9 +122,7 @@ async def page(
     return TemplatePage(items=items, next_cursor=next_cursor)
 
 
-async def update_draft(
-    conn: Any, template_id: str, body: TemplateCreate, actor: str | None
-) -> Template:
+async def update_draft(conn: Any, template_id: str, body: TemplateCreate, actor: str) -> Template:
     """Replace the definition; the template becomes (or stays) a draft."""
     r = await conn.fetchrow(
         """UPDATE templates SET name=$2, description=$3, category=$4, tags=$5,
@@ -137,9 +135,7 @@ async def update_draft(
     return _row(r)
 
 
-async def set_status(
-    conn: Any, template_id: str, status: TemplateStatus, actor: str | None
-) -> Template:
+async def set_status(conn: Any, template_id: str, status: TemplateStatus, actor: str) -> Template:
     r = await conn.fetchrow(
         """UPDATE templates SET status=$3, updated_by=$2, updated_at=now()
            WHERE id=$1 RETURNING *""",
@@ -150,7 +146,7 @@ async def set_status(
     return _row(r)
 
 
-async def publish(conn: Any, template_id: str, version: int, actor: str | None) -> Template:
+async def publish(conn: Any, template_id: str, version: int, actor: str) -> Template:
     """Mark published as ``version`` and freeze that version's snapshot."""
     r = await conn.fetchrow(
         """UPDATE templates SET status='published', version=$2, updated_by=$3,

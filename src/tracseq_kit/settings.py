@@ -67,6 +67,18 @@ class ServiceSettings(BaseSettings):
     cors_allow_headers: _StrList = Field(default_factory=lambda: ["*"])
     metrics_path: str = "/metrics"
     """Path of the Prometheus endpoint; empty turns it off."""
+    identity_keys: str | None = None
+    """The gateway's public keys for identity assertions: ``kid=<id>`` lines, each
+    followed by a PEM Ed25519 public key. Without keys (here or in
+    ``identity_keys_file``) no request has an identity."""
+    identity_keys_file: str | None = None
+    """A file holding the keys instead, read again when it changes (rotation without a
+    restart)."""
+    identity_audience: str | None = None
+    """The audience assertions must be for; default: ``service_name``."""
+    allow_anonymous: bool = False
+    """Requests without an assertion act as ``anonymous``, holding every scope: for
+    development without authentication only (``tracseq dev --no-auth``)."""
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -96,6 +108,26 @@ class ServiceSettings(BaseSettings):
                 "list the allowed origins explicitly"
             )
         return value
+
+    @field_validator("identity_keys")
+    @classmethod
+    def _parse_identity_keys(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            from tracseq_kit.identity import AssertionVerifier, parse_public_keys
+
+            try:
+                keys = parse_public_keys(value)
+                AssertionVerifier(keys, audience="check")
+            except ConfigurationError as exc:
+                raise ValueError(str(exc)) from None
+        return value or None
+
+    @field_validator("identity_keys_file")
+    @classmethod
+    def _one_identity_key_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and info.data.get("identity_keys"):
+            raise ValueError("give identity_keys or identity_keys_file, not both")
+        return value or None
 
     @classmethod
     def env_name(cls, field: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
-from services_support import serve, serve_stack, wait_for
+from services_support import ADMIN_TOKEN, serve, serve_stack, wait_for
 
 from tracseq_kit.cli import ExitCode, main
 from tracseq_kit.gateway import Gateway, parse_config
@@ -40,11 +40,15 @@ TEMPLATE = {
 def stack(
     postgres_schema: PostgresSchema, postgres_database: str, kafka_bootstrap: str
 ) -> Iterator[str]:
-    with serve_stack(
-        template_dsn=postgres_schema.dsn,
-        event_dsn=postgres_database,
-        kafka_bootstrap=kafka_bootstrap,
-    ) as gateway:
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        serve_stack(
+            template_dsn=postgres_schema.dsn,
+            event_dsn=postgres_database,
+            kafka_bootstrap=kafka_bootstrap,
+        ) as gateway,
+    ):
+        patch.setenv("TRACSEQ_API_TOKEN", ADMIN_TOKEN)
         yield gateway
 
 

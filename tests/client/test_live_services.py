@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from services_support import serve_stack, wait_for
+from services_support import ADMIN_TOKEN, serve_stack, wait_for
 
 from tracseq_kit import ConflictError, NotFoundError, UnprocessableEntityError
 from tracseq_kit.client import AsyncTracSeqClient, FastTransport, TracSeqClient
@@ -22,8 +22,12 @@ SHEET_BAD = b"sample_id,volume_ul\nS-001,-4\n,30\n"
 
 @pytest.fixture
 def gateway_url(
-    postgres_schema: PostgresSchema, postgres_database: str, kafka_bootstrap: str
+    postgres_schema: PostgresSchema,
+    postgres_database: str,
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[str]:
+    monkeypatch.setenv("TRACSEQ_API_TOKEN", ADMIN_TOKEN)
     with serve_stack(
         template_dsn=postgres_schema.dsn,
         event_dsn=postgres_database,

@@ -262,7 +262,10 @@ async def test_python_blocks_run(
                     schema_dsn = await stack.enter_async_context(_fresh_schema(dsn))
                 monkeypatch.setenv(variable, schema_dsn)
             elif server == "stack":
+                from services_support import ADMIN_TOKEN
+
                 monkeypatch.setenv(variable, await _stack(stack, request))
+                monkeypatch.setenv("TRACSEQ_API_TOKEN", ADMIN_TOKEN)  # the stack needs one
             else:
                 monkeypatch.setenv(variable, request.getfixturevalue(_FIXTURES[server]))
         with _page_module(page) as namespace:

@@ -1,5 +1,10 @@
 """Serving the example services (and the gateway in front of them) on free loopback ports,
-for tests."""
+for tests.
+
+The stack runs with authentication on, as deployed: the gateway checks bearer tokens
+(EdDSA JWTs signed by this module's stand-in for the auth service: :func:`token`) and
+route scopes, and asserts the caller's identity to the services, which verify it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,52 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import jwt
 import uvicorn
+
+from tracseq_kit.identity import generate_keypair
+
+ISSUER = "https://auth.test"
+"""The issuer of the test tokens (what the gateway expects)."""
+_IDP_PRIVATE, _IDP_PUBLIC = generate_keypair()
+_GATEWAY_PRIVATE, _GATEWAY_PUBLIC = generate_keypair()
+SERVICE_KEYS = f"kid=test-gateway\n{_GATEWAY_PUBLIC}"
+"""The gateway's public key as the services' ``identity_keys`` setting takes it."""
+
+
+def token(
+    subject: str = "tester", *, scopes: tuple[str, ...] = ("admin",), ttl: float = 3600
+) -> str:
+    """A bearer token for the test stack's gateway: ``subject`` holding ``scopes``."""
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": "tracseq",
+        "sub": subject,
+        "scope": " ".join(scopes),
+        "iat": now,
+        "exp": now + int(ttl),
+    }
+    return jwt.encode(claims, _IDP_PRIVATE, algorithm="EdDSA", headers={"kid": "test-idp"})
+
+
+ADMIN_TOKEN = token()
+"""A token holding ``admin`` (every scope), valid for an hour."""
+
+
+def gateway_auth() -> dict[str, Any]:
+    """The ``auth`` and ``identity`` sections of the test stack's gateway configuration."""
+    return {
+        "auth": {
+            "jwt": {
+                "algorithms": ["EdDSA"],
+                "keys": [{"alg": "EdDSA", "kid": "test-idp", "public_key": _IDP_PUBLIC}],
+                "issuer": ISSUER,
+                "audience": "tracseq",
+            }
+        },
+        "identity": {"signing_key": _GATEWAY_PRIVATE, "key_id": "test-gateway"},
+    }
 
 
 @contextlib.contextmanager
@@ -62,10 +112,13 @@ def serve_stack_urls(
     from tracseq_kit.gateway import Gateway, parse_config
 
     templates = TemplateServiceSettings(
-        postgres_dsn=SecretStr(template_dsn), kafka_bootstrap=kafka_bootstrap
+        postgres_dsn=SecretStr(template_dsn),
+        kafka_bootstrap=kafka_bootstrap,
+        identity_keys=SERVICE_KEYS,
     )
     events = EventServiceSettings(
         postgres_dsn=SecretStr(event_dsn),
+        identity_keys=SERVICE_KEYS,
         kafka_bootstrap=kafka_bootstrap,
         group_id=f"test-{uuid.uuid4().hex}",
         poll_interval=0.1,
@@ -77,13 +130,29 @@ def serve_stack_urls(
         config = parse_config(
             {
                 "pools": {
-                    "templates": {"instances": [template_url.removeprefix("http://")]},
-                    "events": {"instances": [event_url.removeprefix("http://")]},
+                    "templates": {
+                        "instances": [template_url.removeprefix("http://")],
+                        "audience": templates.service_name,
+                    },
+                    "events": {
+                        "instances": [event_url.removeprefix("http://")],
+                        "audience": events.service_name,
+                    },
                 },
                 "routes": [
-                    {"prefix": "/api/templates", "upstream": "templates"},
-                    {"prefix": "/api/events", "upstream": "events", "timeout": 60},
+                    {
+                        "prefix": "/api/templates",
+                        "upstream": "templates",
+                        "scopes": ["templates:read"],
+                    },
+                    {
+                        "prefix": "/api/events",
+                        "upstream": "events",
+                        "timeout": 60,
+                        "scopes": {"read": ["events:read"], "write": ["events:write"]},
+                    },
                 ],
+                **gateway_auth(),
             }
         )
         with serve(Gateway(config)) as gateway:

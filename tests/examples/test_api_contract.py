@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from services_support import serve_stack_urls
+from services_support import ADMIN_TOKEN, serve_stack_urls
 
 HERE = Path(__file__).parent
 MAX_EXAMPLES = 10
@@ -51,6 +51,8 @@ def test_schemathesis_finds_nothing_with_every_check(
             f"{gateway[service]}/openapi.json",
             "--url",
             gateway["gateway"],
+            "--header",
+            f"Authorization: Bearer {ADMIN_TOKEN}",
             "--checks",
             "all",
             "--max-examples",

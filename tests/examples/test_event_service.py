@@ -5,6 +5,7 @@ service → visible through query and the live SSE stream."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 import time
@@ -24,7 +25,17 @@ from pydantic import SecretStr
 from services_support import ThreadedProxy, serve, wait_for
 
 from tracseq_kit.events import CloudEvent, EventPublisher
-from tracseq_kit.testing import PostgresSchema
+from tracseq_kit.testing import IdentityMinter, PostgresSchema
+
+MINTER = IdentityMinter(audience="event_service")
+BOB = MINTER.auth("bob", scopes=["events:read", "events:write"])
+ALICE = MINTER.auth(
+    "alice", scopes=["templates:write", "templates:read"], audience="template_service"
+)
+# requests to the event service, as bob
+get = functools.partial(httpx.get, auth=BOB)
+post = functools.partial(httpx.post, auth=BOB)
+stream = functools.partial(httpx.stream, auth=BOB)
 
 TEMPLATE = {
     "name": "RNA submission",
@@ -39,6 +50,7 @@ def event_service(postgres_schema: PostgresSchema, kafka_bootstrap: str) -> Iter
         kafka_bootstrap=kafka_bootstrap,
         group_id=f"events-{time.monotonic_ns()}",
         poll_interval=0.1,
+        identity_keys=MINTER.keys,
     )
     with serve(create_event_service(settings)) as base:
         yield base
@@ -53,7 +65,7 @@ def test_template_events_reach_query_and_the_live_stream(
     ours: dict[str, str] = {}
 
     def listen() -> None:
-        with httpx.stream(
+        with stream(
             "GET",
             f"{event_service}/api/events/stream",
             params={"type": "tracseq.template.*"},
@@ -73,31 +85,33 @@ def test_template_events_reach_query_and_the_live_stream(
     listener.start()
 
     settings = TemplateServiceSettings(
-        postgres_dsn=SecretStr(postgres_schema.dsn), kafka_bootstrap=kafka_bootstrap
+        postgres_dsn=SecretStr(postgres_schema.dsn),
+        kafka_bootstrap=kafka_bootstrap,
+        identity_keys=MINTER.keys,
     )
     with (
         serve(create_template_service(settings)) as url,
-        httpx.Client(base_url=url, timeout=30) as templates,
+        httpx.Client(base_url=url, timeout=30, auth=ALICE) as templates,
     ):
         tid = ours["id"] = templates.post("/api/templates", json=TEMPLATE).json()["id"]
         assert templates.post(f"/api/templates/{tid}/publish").status_code == 200
 
         def published() -> list[dict[str, Any]]:
-            page = httpx.get(
+            page = get(
                 f"{event_service}/api/events", params={"type": "tracseq.template.*", "subject": tid}
             ).json()
             return [e for e in page["items"] if e["type"] == "tracseq.template.published"]
 
         (stored,) = wait_for(published)
     assert stored["data"]["template_id"] == tid and stored["topic"] == "tracseq.templates"
-    one = httpx.get(f"{event_service}/api/events/{stored['id']}").json()
+    one = get(f"{event_service}/api/events/{stored['id']}").json()
     assert one["seq"] == stored["seq"]
     listener.join(30)
     assert [e["type"] for e in received if e["subject"] == tid] == [
         "tracseq.template.created",
         "tracseq.template.published",
     ]
-    stats = httpx.get(f"{event_service}/api/events/stats").json()
+    stats = get(f"{event_service}/api/events/stats").json()
     assert any(s["type"] == "tracseq.template.published" and s["count"] >= 1 for s in stats)
 
 
@@ -108,32 +122,30 @@ def test_publish_over_http_is_stored_once(event_service: str) -> None:
         "subject": "S-0042",
         "data": {"rack": "R1"},
     }
-    accepted = httpx.post(f"{event_service}/api/events", json=event)
+    accepted = post(f"{event_service}/api/events", json=event)
     assert accepted.status_code == 202
     event_id = accepted.json()["id"]
     # the same event again (a client retry): still one stored copy
-    assert (
-        httpx.post(f"{event_service}/api/events", json={**event, "id": event_id}).status_code == 202
-    )
+    assert post(f"{event_service}/api/events", json={**event, "id": event_id}).status_code == 202
 
     def stored() -> Any:
-        r = httpx.get(f"{event_service}/api/events/{event_id}")
+        r = get(f"{event_service}/api/events/{event_id}")
         return r.json() if r.status_code == 200 else None
 
     got = wait_for(stored)
     assert got["data"] == {"rack": "R1"} and got["source"] == "/lab/robot-3"
-    page = httpx.get(f"{event_service}/api/events", params={"subject": "S-0042"}).json()
+    page = get(f"{event_service}/api/events", params={"subject": "S-0042"}).json()
     assert len(page["items"]) == 1
 
 
 def test_user_mistakes(event_service: str) -> None:
-    assert httpx.get(f"{event_service}/api/events/nope").status_code == 404
-    bad = httpx.post(f"{event_service}/api/events", json={"type": "x"})
+    assert get(f"{event_service}/api/events/nope").status_code == 404
+    bad = post(f"{event_service}/api/events", json={"type": "x"})
     assert bad.status_code == 422 and "source" in bad.text
-    assert httpx.get(f"{event_service}/api/events", params={"limit": 0}).status_code == 422
-    r = httpx.get(f"{event_service}/api/events/stream", headers={"last-event-id": "abc"})
+    assert get(f"{event_service}/api/events", params={"limit": 0}).status_code == 422
+    r = get(f"{event_service}/api/events/stream", headers={"last-event-id": "abc"})
     assert r.status_code == 400
-    assert httpx.get(f"{event_service}/health").json()["service"] == "event_service"
+    assert get(f"{event_service}/health").json()["service"] == "event_service"
 
 
 def test_replay_republishes_a_filtered_range_with_progress(
@@ -145,7 +157,7 @@ def test_replay_republishes_a_filtered_range_with_progress(
 
     ids = []
     for i in range(5):
-        r = httpx.post(
+        r = post(
             f"{event_service}/api/events",
             json={
                 "source": "/lab/replay",
@@ -158,23 +170,20 @@ def test_replay_republishes_a_filtered_range_with_progress(
     wait_for(
         lambda: (
             len(
-                httpx.get(f"{event_service}/api/events", params={"source": "/lab/replay"}).json()[
-                    "items"
-                ]
+                get(f"{event_service}/api/events", params={"source": "/lab/replay"}).json()["items"]
             )
             == 5
         )
     )
     target = f"replay-target-{time.monotonic_ns()}"
-    job = httpx.post(
+    job = post(
         f"{event_service}/api/events/replay", json={"target_topic": target, "source": "/lab/replay"}
     )
     assert job.status_code == 202
     job_id = job.json()["id"]
     done = wait_for(
         lambda: (
-            (j := httpx.get(f"{event_service}/api/events/replay/{job_id}").json())["status"]
-            == "finished"
+            (j := get(f"{event_service}/api/events/replay/{job_id}").json())["status"] == "finished"
             and j
         )
     )
@@ -196,11 +205,9 @@ def test_replay_republishes_a_filtered_range_with_progress(
         return got
 
     assert sorted(asyncio.run(read())) == sorted(ids)
-    loop = httpx.post(
-        f"{event_service}/api/events/replay", json={"target_topic": "tracseq.templates"}
-    )
+    loop = post(f"{event_service}/api/events/replay", json={"target_topic": "tracseq.templates"})
     assert loop.status_code == 422 and "loop" in loop.json()["detail"]
-    assert httpx.get(f"{event_service}/api/events/replay/nope").status_code == 404
+    assert get(f"{event_service}/api/events/replay/nope").status_code == 404
 
 
 @pytest.mark.timeout(120)
@@ -218,8 +225,12 @@ def test_events_arriving_while_postgres_is_down_are_stored_once_it_is_back(
             postgres_dsn=SecretStr(urlunsplit(dsn._replace(netloc=netloc))),
             kafka_bootstrap=kafka_bootstrap,
             group_id=f"outage-{uuid.uuid4().hex}",
+            identity_keys=MINTER.keys,
         )
-        with serve(create_event_service(settings)) as base, httpx.Client(base_url=base) as http:
+        with (
+            serve(create_event_service(settings)) as base,
+            httpx.Client(base_url=base, auth=BOB) as http,
+        ):
 
             def publish(data: dict[str, int]) -> CloudEvent[dict[str, int]]:
                 event = CloudEvent[dict[str, int]](
@@ -261,14 +272,14 @@ def test_a_replay_whose_instance_died_is_resumed_where_it_stopped(
 ) -> None:
     source = f"/lab/orphan-{uuid.uuid4().hex[:6]}"
     for n in range(5):
-        httpx.post(
+        post(
             f"{event_service}/api/events",
             json={"source": source, "type": "tracseq.qc.passed", "subject": f"S-{n}"},
         )
     stored = wait_for(
         lambda: (
             len(
-                items := httpx.get(f"{event_service}/api/events", params={"source": source}).json()[
+                items := get(f"{event_service}/api/events", params={"source": source}).json()[
                     "items"
                 ]
             )
@@ -295,7 +306,7 @@ def test_a_replay_whose_instance_died_is_resumed_where_it_stopped(
     asyncio.run(orphan())
     job = wait_for(
         lambda: (
-            (j := httpx.get(f"{event_service}/api/events/replay/replay-orphan").json())["status"]
+            (j := get(f"{event_service}/api/events/replay/replay-orphan").json())["status"]
             == "finished"
             and j
         ),
@@ -328,13 +339,13 @@ def test_a_replay_whose_instance_died_is_resumed_where_it_stopped(
 def test_a_retried_replay_request_gets_the_job_it_started(event_service: str) -> None:
     key = {"idempotency-key": f"replay-{uuid.uuid4().hex}"}
     body = {"target_topic": f"replay-idem-{uuid.uuid4().hex[:8]}", "source": "/lab/none"}
-    first = httpx.post(f"{event_service}/api/events/replay", json=body, headers=key)
-    again = httpx.post(f"{event_service}/api/events/replay", json=body, headers=key)
+    first = post(f"{event_service}/api/events/replay", json=body, headers=key)
+    again = post(f"{event_service}/api/events/replay", json=body, headers=key)
     assert first.status_code == again.status_code == 202
     assert first.json()["id"] == again.json()["id"]
-    other = httpx.post(
+    other = post(
         f"{event_service}/api/events/replay", json={**body, "source": "/lab/x"}, headers=key
     )
     assert other.status_code == 422 and "already used" in other.json()["detail"]
-    unkeyed = [httpx.post(f"{event_service}/api/events/replay", json=body) for _ in range(2)]
+    unkeyed = [post(f"{event_service}/api/events/replay", json=body) for _ in range(2)]
     assert unkeyed[0].json()["id"] != unkeyed[1].json()["id"]  # no key: two jobs

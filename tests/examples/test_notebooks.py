@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from services_support import serve_stack
+from services_support import ADMIN_TOKEN, serve_stack
 
 from tracseq_kit.testing import PostgresSchema
 
@@ -41,6 +41,7 @@ def test_the_client_notebook_runs_against_the_stack(
         kafka_bootstrap=kafka_bootstrap,
     ) as gateway:
         monkeypatch.setenv("TRACSEQ_BASE_URL", gateway)  # the kernel inherits it
+        monkeypatch.setenv("TRACSEQ_API_TOKEN", ADMIN_TOKEN)
         NotebookClient(
             notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
         ).execute()

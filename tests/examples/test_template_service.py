@@ -16,7 +16,10 @@ from openpyxl import Workbook
 from pydantic import SecretStr
 from services_support import serve
 
-from tracseq_kit.testing import PostgresSchema
+from tracseq_kit.testing import IdentityMinter, PostgresSchema
+
+MINTER = IdentityMinter(audience="template_service")
+ALICE = MINTER.auth("alice", scopes=["templates:read", "templates:write"])
 
 DNA_TEMPLATE: dict[str, Any] = {
     "name": "DNA submission",
@@ -43,13 +46,12 @@ DNA_TEMPLATE: dict[str, Any] = {
 @pytest.fixture
 def client(postgres_schema: PostgresSchema) -> Iterator[httpx.Client]:
     settings = TemplateServiceSettings(
-        postgres_dsn=SecretStr(postgres_schema.dsn), log_format="json"
+        postgres_dsn=SecretStr(postgres_schema.dsn), log_format="json", identity_keys=MINTER.keys
     )
     with (
         serve(create_app(settings)) as url,
-        httpx.Client(base_url=url, timeout=30) as c,
+        httpx.Client(base_url=url, timeout=30, auth=ALICE) as c,
     ):
-        c.headers["x-tracseq-identity-subject"] = "alice"
         c.dsn = postgres_schema.dsn  # type: ignore[attr-defined]
         yield c
 
@@ -207,9 +209,14 @@ def test_events_reach_kafka_through_the_outbox_relay(
     from aiokafka import AIOKafkaConsumer
 
     settings = TemplateServiceSettings(
-        postgres_dsn=SecretStr(postgres_schema.dsn), kafka_bootstrap=kafka_bootstrap
+        postgres_dsn=SecretStr(postgres_schema.dsn),
+        kafka_bootstrap=kafka_bootstrap,
+        identity_keys=MINTER.keys,
     )
-    with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as c:
+    with (
+        serve(create_app(settings)) as url,
+        httpx.Client(base_url=url, timeout=30, auth=ALICE) as c,
+    ):
         tid = c.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
         c.post(f"/api/templates/{tid}/publish")
 
@@ -273,9 +280,12 @@ def test_multipart_upload(client: httpx.Client) -> None:
 
 def test_size_limits_are_413(postgres_schema: PostgresSchema) -> None:
     settings = TemplateServiceSettings(
-        postgres_dsn=SecretStr(postgres_schema.dsn), max_sheet_rows=2
+        postgres_dsn=SecretStr(postgres_schema.dsn), max_sheet_rows=2, identity_keys=MINTER.keys
     )
-    with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as c:
+    with (
+        serve(create_app(settings)) as url,
+        httpx.Client(base_url=url, timeout=30, auth=ALICE) as c,
+    ):
         tid = c.post("/api/templates", json=DNA_TEMPLATE).json()["id"]
         rows = b"sample_id,sample_type,concentration\n" + b"S-0001,RNA,\n" * 3
         r = c.post(f"/api/templates/{tid}/validate", content=rows)

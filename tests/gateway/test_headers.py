@@ -7,14 +7,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tracseq_kit.asgi import valid_request_id
-from tracseq_kit.gateway import Gateway, Identity
+from tracseq_kit.gateway import Gateway
 from tracseq_kit.gateway._forwarding import upstream_headers
 from tracseq_kit.gateway._headers import HOP_BY_HOP
 from tracseq_kit.gateway._request import Request
+from tracseq_kit.identity import AssertionVerifier, Identity, generate_keypair
 
+PRIVATE, PUBLIC = generate_keypair()
 GW = Gateway(
-    config({"t": ["127.0.0.1:1"]}, [{"prefix": "/", "upstream": "t"}]),
+    config(
+        {"t": ["127.0.0.1:1"]},
+        [{"prefix": "/", "upstream": "t"}],
+        identity={"signing_key": PRIVATE, "key_id": "gw-test"},
+    ),
 )
+VERIFIER = AssertionVerifier({"gw-test": PUBLIC}, audience="t")
 SNAP = GW._snap
 ROUTE = SNAP.table.routes[0]
 
@@ -31,6 +38,7 @@ names = st.sampled_from(
         b"forwarded",
         b"x-request-id",
         b"traceparent",
+        b"x-tracseq-identity",
         b"x-tracseq-identity-subject",
         b"x-tracseq-identity-scopes",
         b"x-api-key",
@@ -79,11 +87,15 @@ def test_upstream_headers_never_leak_hop_by_hop_or_spoofed_identity(
     assert b"x-api-key" not in sent
     for name in (b"x-request-id", b"traceparent", b"x-forwarded-for", b"forwarded"):
         assert sent.count(name) == 1
-    identity_values = [(n, v) for n, v in out if n.startswith(b"x-tracseq-identity-")]
+    assert not [n for n in sent if n.startswith(b"x-tracseq-identity-")]
+    assertions = [v for n, v in out if n == b"x-tracseq-identity"]
     if identity is None:
-        assert identity_values == []
+        assert assertions == []
     else:
-        assert identity_values == identity.headers()
+        assert len(assertions) == 1
+        verified = VERIFIER.verify(assertions[0])
+        assert verified.subject == "alice"
+        assert verified.method == "jwt"
     xff = dict(out)[b"x-forwarded-for"]
     assert xff.endswith(b"10.1.2.3")
 

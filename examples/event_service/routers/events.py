@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from examples.event_service import store
-from examples.event_service.deps import Postgres
+from examples.event_service.deps import READ, Postgres, Writer
 from examples.event_service.store import Filters
 from fastapi import APIRouter, HTTPException, Query
 
@@ -23,7 +23,7 @@ TypeFilter = Annotated[
 ]
 
 
-@router.get("", response_model=EventPage)
+@router.get("", response_model=EventPage, dependencies=[READ])
 async def query_events(
     db: Postgres,
     type: TypeFilter = None,
@@ -39,7 +39,7 @@ async def query_events(
     return await store.newest_first(db, filters, limit=limit, before=cursor)
 
 
-@router.get("/stats", response_model=list[TypeCount])
+@router.get("/stats", response_model=list[TypeCount], dependencies=[READ])
 async def stats(
     db: Postgres, window: Annotated[int, Query(ge=1, le=31 * 86400)] = 3600
 ) -> list[TypeCount]:
@@ -47,7 +47,9 @@ async def stats(
     return await store.counts_by_type(db, window)
 
 
-@router.get("/{event_id:path}", response_model=StoredEvent, responses=problems(404))
+@router.get(
+    "/{event_id:path}", response_model=StoredEvent, responses=problems(404), dependencies=[READ]
+)
 async def get_event(event_id: str, db: Postgres) -> StoredEvent:
     """One stored event, by its CloudEvents id (which may hold a ``/``)."""
     found = await store.get(db, event_id)
@@ -57,10 +59,12 @@ async def get_event(event_id: str, db: Postgres) -> StoredEvent:
 
 
 @router.post("", status_code=202, response_model=EventAccepted)
-async def publish_event(event: CloudEvent[Any], db: Postgres) -> EventAccepted:
+async def publish_event(event: CloudEvent[Any], db: Postgres, who: Writer) -> EventAccepted:
     """Accept a CloudEvent (JSON body): stored at once (so it can be read back), and sent
     to Kafka through the outbox, never lost. The event's id makes a repeat harmless: it is
-    stored once."""
+    stored once. Its ``actor`` extension is the caller's verified subject, whatever the
+    body said."""
+    event = event.model_copy(update={"extensions": {**event.extensions, "actor": who.subject}})
     async with db.acquire() as conn, conn.transaction():
         if await store.store(conn, event, PUBLISH_TOPIC):
             await outbox.add(conn, PUBLISH_TOPIC, event)

@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from examples.event_service import store
-from examples.event_service.deps import Postgres, Settings
+from examples.event_service.deps import READ, Postgres, Settings
 from examples.event_service.store import Filters
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from tracseq_kit.service import problems
 
-router = APIRouter(prefix="/api/events", tags=["stream"])
+router = APIRouter(prefix="/api/events", tags=["stream"], dependencies=[READ])
 
 KEEP_ALIVE = 15.0
 """Seconds of silence after which a comment line keeps proxies from closing the stream."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from examples.template_service import store
-from examples.template_service.deps import Postgres, Settings
+from examples.template_service.deps import Postgres, Reader, Settings
 from examples.template_service.events import TOPIC, template_event
 from fastapi import APIRouter, HTTPException, Query, Request
 
@@ -69,11 +69,13 @@ async def validate_submission(
     request: Request,
     db: Postgres,
     settings: Settings,
+    who: Reader,
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     include_rows: bool = True,
 ) -> SubmissionReport:
     """Validate a CSV or XLSX sheet: the raw body, or the multipart part ``file``; 413 over
-    the size or row limits, 422 for a file that cannot be read."""
+    the size or row limits, 422 for a file that cannot be read. Checking a sheet only
+    reads the template, so ``templates:read`` is enough."""
     template = await _template(db, template_id, version)
     data = await _upload(request)
     try:
@@ -94,6 +96,7 @@ async def validate_submission(
         event = template_event(
             "submission.validated",
             template,
+            who.subject,
             rows=report.rows_checked,
             problems=len(report.problems) + len(report.header_problems),
             valid=report.valid,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from examples.template_service import store
-from examples.template_service.deps import Actor, Postgres
+from examples.template_service.deps import READ, Postgres, Writer
 from examples.template_service.events import TOPIC, template_event
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
@@ -51,10 +51,10 @@ async def _load(conn: Any, template_id: str, *, lock: bool = False) -> Template:
 
 
 async def _create(
-    conn: Any, body: TemplateCreate, actor: str | None, write: IdempotentWrite, response: Response
+    conn: Any, body: TemplateCreate, actor: str, write: IdempotentWrite, response: Response
 ) -> Template:
     template = await store.insert(conn, body, actor)
-    await outbox.add(conn, TOPIC, template_event("created", template))
+    await outbox.add(conn, TOPIC, template_event("created", template, actor))
     response.headers["Location"] = f"{router.prefix}/{template.id}"
     await write.remember(conn, template, headers=dict(response.headers))
     return template
@@ -62,15 +62,15 @@ async def _create(
 
 @router.post("", status_code=201, response_model=Template)
 async def create_template(
-    body: TemplateCreate, db: Postgres, write: Idempotent, response: Response, actor: Actor = None
+    body: TemplateCreate, db: Postgres, write: Idempotent, response: Response, who: Writer
 ) -> Template:
     """Create a draft (``Location`` names it)."""
     async with db.acquire() as conn, conn.transaction():
         await write.begin(conn)
-        return await _create(conn, body, actor, write, response)
+        return await _create(conn, body, who.subject, write, response)
 
 
-@router.get("", response_model=TemplatePage)
+@router.get("", response_model=TemplatePage, dependencies=[READ])
 async def list_templates(
     db: Postgres,
     status: TemplateStatus | None = None,
@@ -89,7 +89,7 @@ async def list_templates(
         raise HTTPException(400, "invalid cursor: pass back a next_cursor unchanged") from None
 
 
-@router.get("/{template_id}", response_model=Template, responses=problems(404))
+@router.get("/{template_id}", response_model=Template, responses=problems(404), dependencies=[READ])
 async def get_template(template_id: str, db: Postgres) -> Template:
     """One template."""
     return await _load(db, template_id)
@@ -109,7 +109,7 @@ def _merged(current: Template, body: TemplateUpdate) -> TemplateCreate:
 
 @router.patch("/{template_id}", response_model=Template, responses=problems(404, 409))
 async def update_template(
-    template_id: str, body: TemplateUpdate, db: Postgres, write: Idempotent, actor: Actor = None
+    template_id: str, body: TemplateUpdate, db: Postgres, write: Idempotent, who: Writer
 ) -> Template:
     """Change the definition. Given fields replace; ``null`` clears ``description``,
     ``tags``, ``fields`` or ``cross_field_rules`` (``name`` and ``category`` cannot be
@@ -122,16 +122,18 @@ async def update_template(
         new = _merged(current, body)
         template = current
         if store.definition(new) != store.definition(current):
-            template = await store.update_draft(conn, template_id, new, actor)
+            template = await store.update_draft(conn, template_id, new, who.subject)
             changed = sorted(body.model_dump(exclude_unset=True))
-            await outbox.add(conn, TOPIC, template_event("updated", template, changed=changed))
+            await outbox.add(
+                conn, TOPIC, template_event("updated", template, who.subject, changed=changed)
+            )
         await write.remember(conn, template)
     return template
 
 
 @router.post("/{template_id}/publish", response_model=Template, responses=problems(404, 409))
 async def publish_template(
-    template_id: str, db: Postgres, write: Idempotent, actor: Actor = None
+    template_id: str, db: Postgres, write: Idempotent, who: Writer
 ) -> Template:
     """Freeze the draft as the next numbered version."""
     async with db.acquire() as conn, conn.transaction():
@@ -146,8 +148,8 @@ async def publish_template(
         last = await store.version(conn, template_id, current.version)
         if last is not None and store.definition(last) == store.definition(current):
             raise HTTPException(409, f"nothing changed since version {current.version}")
-        template = await store.publish(conn, template_id, current.version + 1, actor)
-        await outbox.add(conn, TOPIC, template_event("published", template))
+        template = await store.publish(conn, template_id, current.version + 1, who.subject)
+        await outbox.add(conn, TOPIC, template_event("published", template, who.subject))
         await write.remember(conn, template)
     return template
 
@@ -157,7 +159,7 @@ async def _move(
     template_id: str,
     to: TemplateStatus,
     allowed_from: tuple[TemplateStatus, ...],
-    actor: str | None,
+    actor: str,
     write: IdempotentWrite,
 ) -> Template:
     """Move a template to ``to`` from one of ``allowed_from``, with its event."""
@@ -169,34 +171,34 @@ async def _move(
         if current.status not in allowed_from:
             raise HTTPException(409, f"a {current.status} template cannot become {to.value}")
         template = await store.set_status(conn, template_id, to, actor)
-        await outbox.add(conn, TOPIC, template_event(to.value, template))
+        await outbox.add(conn, TOPIC, template_event(to.value, template, actor))
         await write.remember(conn, template)
     return template
 
 
 @router.post("/{template_id}/archive", response_model=Template, responses=problems(404, 409))
 async def archive_template(
-    template_id: str, db: Postgres, write: Idempotent, actor: Actor = None
+    template_id: str, db: Postgres, write: Idempotent, who: Writer
 ) -> Template:
     """Archive a template: still readable, no longer offered."""
     allowed = (TemplateStatus.DRAFT, TemplateStatus.PUBLISHED, TemplateStatus.DEPRECATED)
-    return await _move(db, template_id, TemplateStatus.ARCHIVED, allowed, actor, write)
+    return await _move(db, template_id, TemplateStatus.ARCHIVED, allowed, who.subject, write)
 
 
 @router.post("/{template_id}/deprecate", response_model=Template, responses=problems(404, 409))
 async def deprecate_template(
-    template_id: str, db: Postgres, write: Idempotent, actor: Actor = None
+    template_id: str, db: Postgres, write: Idempotent, who: Writer
 ) -> Template:
     """Mark a published template as deprecated: still readable, no longer advised."""
     allowed = (TemplateStatus.PUBLISHED,)
-    return await _move(db, template_id, TemplateStatus.DEPRECATED, allowed, actor, write)
+    return await _move(db, template_id, TemplateStatus.DEPRECATED, allowed, who.subject, write)
 
 
 @router.post(
     "/{template_id}/clone", status_code=201, response_model=Template, responses=problems(404)
 )
 async def clone_template(
-    template_id: str, db: Postgres, write: Idempotent, response: Response, actor: Actor = None
+    template_id: str, db: Postgres, write: Idempotent, response: Response, who: Writer
 ) -> Template:
     """Copy a template (any status) as a new draft."""
     async with db.acquire() as conn, conn.transaction():
@@ -205,4 +207,4 @@ async def clone_template(
         body = TemplateCreate.model_validate(
             store.definition(source) | {"name": f"{source.name} (copy)"[:200]}
         )
-        return await _create(conn, body, actor, write, response)
+        return await _create(conn, body, who.subject, write, response)

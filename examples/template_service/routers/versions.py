@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from examples.template_service import store
-from examples.template_service.deps import Postgres
+from examples.template_service.deps import READ, Postgres
 from fastapi import APIRouter, HTTPException, Path
 
 from tracseq_kit.schemas import Template
 from tracseq_kit.service import problems
 
-router = APIRouter(prefix="/api/templates/{template_id}/versions", tags=["versions"])
+router = APIRouter(
+    prefix="/api/templates/{template_id}/versions", tags=["versions"], dependencies=[READ]
+)
 
 Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
 

@@ -271,6 +271,8 @@ def _service_env(prefix: str, port: int, dsn: str, kafka: str) -> dict[str, str]
         f"{prefix}KAFKA_BOOTSTRAP": kafka,
         f"{prefix}SHUTDOWN_TIMEOUT": "5",
         f"{prefix}LOG_FORMAT": "text",
+        # the gateway authenticates nobody yet: requests act as the anonymous developer
+        f"{prefix}ALLOW_ANONYMOUS": "true",
     }
 
 

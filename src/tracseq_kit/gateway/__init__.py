@@ -13,7 +13,7 @@ budgets and rate limiters plug in through :class:`PoolGuard`,
 """
 
 from tracseq_kit.gateway._app import Gateway
-from tracseq_kit.gateway._auth import Authenticator, AuthError, Identity, hash_api_key
+from tracseq_kit.gateway._auth import Authenticator, AuthError, hash_api_key
 from tracseq_kit.gateway._config import (
     ApiKeyConfig,
     AuthConfig,
@@ -45,7 +45,6 @@ __all__ = [
     "Authenticator",
     "Gateway",
     "GatewayConfig",
-    "Identity",
     "Instance",
     "JwtConfig",
     "JwtKeyConfig",
@@ -65,3 +64,20 @@ __all__ = [
     "parse_config",
     "register_instance",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Identity moved to tracseq_kit.identity (services receive it too); the old path still
+    # works for a while, with a warning.
+    if name == "Identity":
+        import warnings
+
+        from tracseq_kit.identity import Identity
+
+        warnings.warn(
+            "tracseq_kit.gateway.Identity moved to tracseq_kit.identity.Identity",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return Identity
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

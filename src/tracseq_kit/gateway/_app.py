@@ -45,6 +45,7 @@ from tracseq_kit.gateway._pool import UpstreamPool
 from tracseq_kit.gateway._proxy import Proxy
 from tracseq_kit.gateway._ratelimit import LimiterHook
 from tracseq_kit.gateway._routing import RoutingTable
+from tracseq_kit.identity import AssertionSigner
 from tracseq_kit.ratelimit import MemoryStore, RedisStore
 from tracseq_kit.resilience import CircuitBreaker, RetryBudget
 from tracseq_kit.telemetry import metrics_registry
@@ -62,6 +63,7 @@ _SINGLETONS = frozenset(
 
 @dataclass
 class _PoolState:
+    name: str
     cfg: PoolConfig
     pool: UpstreamPool
     guard: PoolGuard
@@ -70,8 +72,11 @@ class _PoolState:
     """The guard's ``release`` (end a call without counting it), when it has one."""
     local: CircuitBreaker | NoGuard | None = None
     """The guard again when its state is in this process: called without awaiting."""
+    audience: str = ""
+    """Who identity assertions sent to this pool are for."""
 
     def __post_init__(self) -> None:
+        self.audience = self.cfg.audience or self.name
         guard = self.guard
         self.release = getattr(guard, "release", None)
         if isinstance(guard, NoGuard) or (isinstance(guard, CircuitBreaker) and guard.local):
@@ -95,6 +100,8 @@ class _Snapshot:
     """The hook's ``check_nowait`` when it has one (limits in memory: no await)."""
     deadline_header: bytes | None = None
     """The lower-case name of the deadline header, or None when it is off."""
+    signer: AssertionSigner | None = None
+    """Signs the caller's identity for services (``[identity]``), or None."""
 
 
 @dataclass
@@ -200,7 +207,7 @@ class Gateway:
             if prev is not None:
                 pool.set_addresses(pcfg.instances + prev.discovered)
             pools[name] = _PoolState(
-                pcfg, pool, self._guard(name, pcfg), prev.discovered if prev else ()
+                name, pcfg, pool, self._guard(name, pcfg), prev.discovered if prev else ()
             )
         by_name = {n: s.pool for n, s in pools.items()}
         table = RoutingTable.build(config.routes, by_name)
@@ -221,7 +228,25 @@ class Gateway:
             rate_limit,
             getattr(rate_limit, "check_nowait", None),
             config.deadline_header.lower().encode() if config.deadline_header else None,
+            self._signer(config, old),
         )
+
+    def _signer(self, config: GatewayConfig, old: _Snapshot | None) -> AssertionSigner | None:
+        identity = config.identity
+        if identity is None:
+            return None
+        if old is not None and old.config.identity == identity and old.signer is not None:
+            return old.signer  # unchanged: keep its cache of fresh assertions
+        key = identity.signing_key
+        if key is None:
+            assert identity.signing_key_file is not None
+            try:
+                key = Path(identity.signing_key_file).read_text()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"identity.signing_key_file: cannot read {identity.signing_key_file}: {exc}"
+                ) from None
+        return AssertionSigner(key, key_id=identity.key_id, ttl=identity.ttl)
 
     def _limiter_hook(self, config: GatewayConfig, old: _Snapshot | None) -> RateLimitHook:
         rl = config.rate_limits

@@ -1,56 +1,42 @@
 """Authentication at the gateway: JWT bearer tokens and API keys.
 
-JWTs are verified with PyJWT against an explicit algorithm allowlist, and each key is
-bound to one algorithm, so a token whose header names another algorithm than its key's
-(``alg: none``, or HS256 "signed" with an RSA public key) is rejected before any
-signature math. API keys are stored as SHA-256 digests and compared in constant time.
+JWTs are verified with PyJWT against an explicit algorithm allowlist (HS256, RS256,
+ES256, EdDSA), and each key is bound to one algorithm, so a token whose header names
+another algorithm than its key's (``alg: none``, or HS256 "signed" with a public key) is
+rejected before any signature math. API keys are stored as SHA-256 digests and
+compared in constant time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from tracseq_kit._exceptions import ConfigurationError
 from tracseq_kit.gateway._config import AuthConfig, JwtConfig
+from tracseq_kit.identity import Identity
 
-__all__ = ["AuthError", "Authenticator", "Identity", "hash_api_key"]
+__all__ = ["AuthError", "Authenticator", "hash_api_key"]
 
 log = logging.getLogger("tracseq_kit.gateway")
 
-IDENTITY_PREFIX = b"x-tracseq-identity-"
+IDENTITY_PREFIX = b"x-tracseq-identity"
+"""Incoming headers starting with this are never forwarded: the gateway alone asserts
+identity (``X-Tracseq-Identity``), and older ``X-Tracseq-Identity-*`` headers are dropped."""
 # printable ASCII without control characters (what an identity header may carry)
 _HEADER_SAFE = re.compile(r"[\x20-\x7e]{0,1024}")
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who made the request, as forwarded upstream in ``X-Tracseq-Identity-*`` headers."""
-
-    subject: str
-    method: str
-    scopes: tuple[str, ...] = ()
-    issuer: str | None = None
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        """The identity headers sent upstream."""
-        out = [
-            (IDENTITY_PREFIX + b"subject", self.subject.encode()),
-            (IDENTITY_PREFIX + b"method", self.method.encode()),
-        ]
-        if self.scopes:
-            out.append((IDENTITY_PREFIX + b"scopes", " ".join(self.scopes).encode()))
-        if self.issuer:
-            out.append((IDENTITY_PREFIX + b"issuer", self.issuer.encode()))
-        return out
+_JWKS_RETRY = 5.0
+"""Seconds before a failed JWKS fetch is tried again."""
 
 
 class AuthError(Exception):
@@ -82,17 +68,36 @@ class _JwtVerifier:
                 material = _public_key(pem, key.alg)
             self._static.append((key.kid, key.alg, material))
         self._jwks: list[tuple[str | None, str, Any]] = []
-        self._jwks_fetched = -1e18
+        self._jwks_fetched = -1e18  # the last fetch that worked
+        self._jwks_tried = -1e18  # the last fetch
+        self._jwks_lock = asyncio.Lock()
 
     async def _jwks_keys(self, force: bool = False) -> list[tuple[str | None, str, Any]]:
+        """The keys of ``jwks_url``: cached, fetched again when stale or when ``force``d
+        (an unknown key id) if the last fetch is old enough. One fetch at a time: callers
+        arriving meanwhile wait for its result."""
         url = self._cfg.jwks_url
         if url is None:
             return []
-        now = self._clock()
-        age = now - self._jwks_fetched
-        # a forced refresh (unknown kid) is allowed at most every 30 s
-        if age < self._cfg.jwks_cache_seconds and not (force and age > 30):
+        if not self._jwks_due(force):
             return self._jwks
+        async with self._jwks_lock:
+            if self._jwks_due(force):  # nobody fetched while this caller waited
+                await self._fetch_jwks(url)
+        return self._jwks
+
+    def _jwks_due(self, force: bool) -> bool:
+        now = self._clock()
+        since_try = now - self._jwks_tried
+        if now - self._jwks_fetched >= self._cfg.jwks_cache_seconds:
+            failed = self._jwks_tried > self._jwks_fetched  # the last fetch did not work
+            if not failed or since_try >= _JWKS_RETRY:
+                return True
+        # unknown key ids cannot make the gateway hammer the issuer, nor wait on it
+        return force and since_try >= self._cfg.jwks_min_refresh_seconds
+
+    async def _fetch_jwks(self, url: str) -> None:
+        now = self._jwks_tried = self._clock()
         try:
             async with httpx.AsyncClient(timeout=2.0) as client:
                 resp = await client.get(url)
@@ -106,9 +111,7 @@ class _JwtVerifier:
             self._jwks = keys
             self._jwks_fetched = now
         except (httpx.HTTPError, ValueError, self._jwt.PyJWTError) as exc:
-            log.warning("cannot refresh JWKS from %s: %s", url, exc)
-            self._jwks_fetched = now - self._cfg.jwks_cache_seconds + 30  # retry in 30 s
-        return self._jwks
+            log.warning("cannot refresh JWKS from %s: %s", url, exc)  # keep the keys known
 
     async def verify(self, token: str) -> Identity:
         jwt = self._jwt
@@ -177,15 +180,22 @@ def _identity(claims: Any, scopes_claim: str) -> Identity:
     # claim values become header values upstream: refuse header injection
     if any(not _HEADER_SAFE.fullmatch(v) for v in (subject, *scopes, issuer or "")):
         raise AuthError("token claims contain characters not allowed in headers")
-    return Identity(subject=subject, method="jwt", scopes=scopes, issuer=issuer)
+    kind = claims.get("kind")
+    if kind is not None and kind not in ("user", "client"):
+        raise AuthError("invalid token: claim 'kind' must be 'user' or 'client'")
+    return Identity(subject=subject, method="jwt", scopes=scopes, issuer=issuer, kind=kind)
 
 
 def _public_key(pem: str, alg: str) -> Any:
-    from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+    from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-    algo: Any = (
-        RSAAlgorithm(RSAAlgorithm.SHA256) if alg == "RS256" else ECAlgorithm(ECAlgorithm.SHA256)
-    )
+    algo: Any
+    if alg == "RS256":
+        algo = RSAAlgorithm(RSAAlgorithm.SHA256)
+    elif alg == "ES256":
+        algo = ECAlgorithm(ECAlgorithm.SHA256)
+    else:
+        algo = OKPAlgorithm()
     try:
         key = algo.prepare_key(pem)
     except Exception as exc:
@@ -224,5 +234,5 @@ class Authenticator:
                     found = cfg
             if found is None:
                 raise AuthError("unknown API key")
-            return Identity(subject=found.id, method="api_key", scopes=found.scopes)
+            return Identity(subject=found.id, method="api_key", scopes=found.scopes, kind="client")
         raise AuthError("authentication required")

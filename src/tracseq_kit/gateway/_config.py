@@ -22,11 +22,13 @@ __all__ = [
     "ApiKeyConfig",
     "AuthConfig",
     "GatewayConfig",
+    "IdentityConfig",
     "JwtConfig",
     "JwtKeyConfig",
     "PoolConfig",
     "RegistryConfig",
     "RouteConfig",
+    "RouteScopes",
     "load_config",
     "parse_config",
 ]
@@ -67,6 +69,9 @@ class PoolConfig(_Model):
     """Seconds an ejected instance stays out; doubles on repeated ejection (max 8x)."""
     connect_timeout: float = Field(default=2.0, gt=0)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    audience: str | None = None
+    """Who the signed identity assertion is for: the service's ``identity_audience``
+    (default: the pool's name)."""
 
     @field_validator("instances")
     @classmethod
@@ -82,6 +87,15 @@ class PoolConfig(_Model):
         if not self.instances and self.service is None:
             raise ValueError("a pool needs static 'instances' or a registry 'service' name")
         return self
+
+
+class RouteScopes(_Model):
+    """Scopes of a route by kind of method."""
+
+    read: tuple[str, ...] = ()
+    """For GET, HEAD and OPTIONS."""
+    write: tuple[str, ...] = ()
+    """For every other method."""
 
 
 class RouteConfig(_Model):
@@ -101,7 +115,11 @@ class RouteConfig(_Model):
     """Seconds the upstream may take: to answer with a response head once the request
     is sent, and between two chunks of its response body (504 when the head is late)."""
     auth: bool = False
-    """Require an authenticated identity (JWT or API key)."""
+    """Require an authenticated identity (JWT or API key); implied by ``scopes``."""
+    scopes: tuple[str, ...] | RouteScopes = ()
+    """Scopes the caller's credentials must hold: a list for every method, or
+    ``{read = [...], write = [...]}`` (read: GET, HEAD, OPTIONS; write: the others).
+    ``admin`` holds every scope. Missing ones are a 403."""
     rate_limit: str | None = None
     """Name of the rate-limit policy applied to this route."""
     retry: bool = True
@@ -130,12 +148,12 @@ class RouteConfig(_Model):
 class JwtKeyConfig(_Model):
     """A verification key bound to exactly one algorithm (this prevents key confusion)."""
 
-    alg: Literal["HS256", "RS256", "ES256"]
+    alg: Literal["HS256", "RS256", "ES256", "EdDSA"]
     kid: str | None = None
     secret: str | None = None
     """Shared secret for HS256."""
     public_key: str | None = None
-    """PEM public key for RS256/ES256."""
+    """PEM public key for RS256/ES256/EdDSA (Ed25519)."""
     public_key_file: str | None = None
 
     @model_validator(mode="after")
@@ -151,10 +169,14 @@ class JwtKeyConfig(_Model):
 class JwtConfig(_Model):
     """JWT verification: allowed algorithms, keys, issuer, audience, leeway."""
 
-    algorithms: tuple[Literal["HS256", "RS256", "ES256"], ...]
+    algorithms: tuple[Literal["HS256", "RS256", "ES256", "EdDSA"], ...]
     keys: tuple[JwtKeyConfig, ...] = ()
     jwks_url: str | None = None
     jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    """Seconds the keys fetched from ``jwks_url`` are used before they are fetched again."""
+    jwks_min_refresh_seconds: float = Field(default=5.0, ge=0)
+    """A token naming a key id not in the cached keys fetches them again at once (the
+    issuer rotated its key), at most once per this many seconds."""
     issuer: str | None = None
     audience: str | None = None
     leeway: float = Field(default=30.0, ge=0, le=300)
@@ -203,6 +225,25 @@ class RegistryConfig(_Model):
     poll_interval: float = Field(default=1.0, gt=0, le=60)
 
 
+class IdentityConfig(_Model):
+    """How the gateway asserts a caller's identity to services: a short JWT signed with
+    its Ed25519 key in ``X-Tracseq-Identity``, for one service (the pool's ``audience``)."""
+
+    signing_key_file: str | None = None
+    """A PEM Ed25519 private key (PKCS #8); or ``signing_key`` inline."""
+    signing_key: str | None = None
+    key_id: str = "gateway-1"
+    """The ``kid`` services look the public key up by (rotate: new key, new id)."""
+    ttl: float = Field(default=30.0, ge=1, le=300)
+    """Seconds an assertion is valid."""
+
+    @model_validator(mode="after")
+    def _one_key(self) -> IdentityConfig:
+        if (self.signing_key_file is None) == (self.signing_key is None):
+            raise ValueError("give one of 'signing_key_file' or 'signing_key'")
+        return self
+
+
 class RateLimitsConfig(_Model):
     """Named rate-limit policies that routes refer to by ``rate_limit = "<name>"``.
 
@@ -225,6 +266,8 @@ class GatewayConfig(_Model):
     auth: AuthConfig = AuthConfig()
     registry: RegistryConfig | None = None
     rate_limits: RateLimitsConfig | None = None
+    identity: IdentityConfig | None = None
+    """Sign the caller's identity to services; without it services receive none."""
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
     """Request body limit; a larger body gets 413 (also when streamed without a length)."""
     max_response_head_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -243,8 +286,11 @@ class GatewayConfig(_Model):
         for i, route in enumerate(self.routes):
             if route.upstream not in self.pools:
                 raise _KeyError(f"routes[{i}].upstream", f"unknown pool {route.upstream!r}")
-            if route.auth and self.auth.jwt is None and not self.auth.api_keys:
-                raise _KeyError(f"routes[{i}].auth", "needs an [auth] section with jwt or api_keys")
+            if (route.auth or route.scopes) and self.auth.jwt is None and not self.auth.api_keys:
+                key = "auth" if route.auth else "scopes"
+                raise _KeyError(
+                    f"routes[{i}].{key}", "needs an [auth] section with jwt or api_keys"
+                )
             if route.rate_limit is not None and (
                 self.rate_limits is None or route.rate_limit not in self.rate_limits.policies
             ):

@@ -10,6 +10,7 @@ from tracseq_kit.gateway._asgi import RESPONSE_DROP
 from tracseq_kit.gateway._auth import IDENTITY_PREFIX
 from tracseq_kit.gateway._headers import connection_named, new_traceparent, valid_traceparent
 from tracseq_kit.gateway._request import Request
+from tracseq_kit.identity import IDENTITY_HEADER
 from tracseq_kit.resilience import deadline_from_headers
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["response_headers", "upstream_headers"]
 
+_IDENTITY = IDENTITY_HEADER.encode()
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
 
 
@@ -61,8 +63,9 @@ def upstream_headers(req: Request) -> tuple[list[tuple[bytes, bytes]], bytes]:
         (b"x-request-id", req.rid),
     )
     identity = req.identity
-    if identity is not None:
-        out.extend(identity.headers())
+    if identity is not None and snap.signer is not None:
+        audience = snap.pools[req.route.pool.name].audience
+        out.append((_IDENTITY, snap.signer.assertion(identity, audience)))
     deadline = snap.deadline_header
     if deadline is not None:
         if deadline in headers:  # the client's own deadline may be shorter

@@ -57,7 +57,7 @@ from tracseq_kit.gateway._asgi import (
     until_disconnect,
     upstream_target,
 )
-from tracseq_kit.gateway._auth import AuthError, Identity
+from tracseq_kit.gateway._auth import AuthError
 from tracseq_kit.gateway._forwarding import response_headers, upstream_headers
 from tracseq_kit.gateway._headers import new_request_id_bytes, valid_request_id
 from tracseq_kit.gateway._hooks import RateLimitVerdict
@@ -71,6 +71,7 @@ from tracseq_kit.gateway._outcome import (
 from tracseq_kit.gateway._request import (
     CHALLENGE,
     CHUNKED,
+    INVALID_TOKEN,
     NO_BODY,
     Body,
     Cut,
@@ -80,6 +81,7 @@ from tracseq_kit.gateway._request import (
     client_refusal,
     repeated,
 )
+from tracseq_kit.identity import Identity
 from tracseq_kit.resilience import RetryBudget
 
 if TYPE_CHECKING:
@@ -185,7 +187,16 @@ class Proxy:
             if twice:
                 raise Refusal(400, f"the {twice.decode()} header may appear only once")
         if route.auth:
-            req.identity = await self._authenticate(req)
+            identity = req.identity = await self._authenticate(req)
+            missing = identity.missing(route.scopes_for(req.method))
+            if missing:
+                needed = " ".join(missing)
+                challenge = f'Bearer realm="tracseq", error="insufficient_scope", scope="{needed}"'
+                raise Refusal(
+                    403,
+                    f"{identity.subject!r} lacks the scope {needed} for {req.method} here",
+                    [(b"www-authenticate", challenge.encode())],
+                )
         if route.rate_limit is not None and snap.rate_limit is not None:
             verdict = await self._limit(req, route.rate_limit)
             if verdict is not None:
@@ -205,7 +216,8 @@ class Proxy:
         try:
             return await auth.authenticate(req.headers)
         except AuthError as exc:
-            raise Refusal(401, str(exc), CHALLENGE) from None
+            presented = b"authorization" in req.headers or auth.api_key_header in req.headers
+            raise Refusal(401, str(exc), INVALID_TOKEN if presented else CHALLENGE) from None
         except Exception:  # fail closed: credentials that cannot be checked admit no one
             log.exception("authentication failed unexpectedly")
             raise Refusal(401, "the credentials could not be verified", CHALLENGE) from None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from tracseq_kit._resend import Failure
 from tracseq_kit.asgi import Receive, Scope, Send
 from tracseq_kit.gateway._asgi import BodyTooLarge, ClientTimeout
-from tracseq_kit.gateway._auth import Identity
+from tracseq_kit.identity import Identity
 
 if TYPE_CHECKING:
     from tracseq_kit.gateway._app import _Snapshot
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHALLENGE",
     "CHUNKED",
+    "INVALID_TOKEN",
     "NO_BODY",
     "Body",
     "Cut",
@@ -131,6 +132,9 @@ class Body:
 
 NO_BODY = Body()
 CHALLENGE = ((b"www-authenticate", b'Bearer realm="tracseq"'),)
+"""No credentials: what to send (RFC 6750)."""
+INVALID_TOKEN = ((b"www-authenticate", b'Bearer realm="tracseq", error="invalid_token"'),)
+"""Credentials that do not check out."""
 CHUNKED = ((b"transfer-encoding", b"chunked"),)
 
 

@@ -14,6 +14,8 @@ from tracseq_kit.gateway._pool import UpstreamPool
 
 __all__ = ["Route", "RoutingTable"]
 
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -28,6 +30,9 @@ class Route:
     headers: tuple[tuple[bytes, bytes], ...]
     timeout: float
     auth: bool
+    """An identity is required (``auth``, or any scopes)."""
+    read_scopes: tuple[str, ...]
+    write_scopes: tuple[str, ...]
     rate_limit: str | None
     retry: bool
     name: str
@@ -41,6 +46,10 @@ class Route:
         if self.host is not None and (host is None or host.split(b":")[0] != self.host):
             return False
         return all(headers.get(name) == value for name, value in self.headers)
+
+    def scopes_for(self, method: str) -> tuple[str, ...]:
+        """The scopes a request with ``method`` needs on this route."""
+        return self.read_scopes if method in _READ_METHODS else self.write_scopes
 
     def target(self, path: str) -> str:
         """The upstream path for ``path`` after stripping or rewriting the prefix."""
@@ -73,6 +82,10 @@ class RoutingTable:
             replacement = (
                 rc.rewrite if rc.rewrite is not None else ("/" if rc.strip_prefix else None)
             )
+            if isinstance(rc.scopes, tuple):
+                read_scopes = write_scopes = rc.scopes
+            else:
+                read_scopes, write_scopes = rc.scopes.read, rc.scopes.write
             routes.append(
                 Route(
                     index=i,
@@ -85,7 +98,9 @@ class RoutingTable:
                         (k.lower().encode(), v.encode()) for k, v in sorted(rc.headers.items())
                     ),
                     timeout=rc.timeout,
-                    auth=rc.auth,
+                    auth=rc.auth or bool(read_scopes or write_scopes),
+                    read_scopes=read_scopes,
+                    write_scopes=write_scopes,
                     rate_limit=rc.rate_limit,
                     retry=rc.retry,
                     name=rc.prefix,

@@ -66,6 +66,8 @@ class ReplayJob(ResponseModel):
     error: str | None = None
     created_at: datetime
     finished_at: datetime | None = None
+    requested_by: str | None = None
+    """The verified subject who started the replay."""
 
 
 class TypeCount(ResponseModel):

@@ -31,6 +31,13 @@ from tracseq_kit.service._idempotency import (
     IdempotentWrite,
     idempotent_write,
 )
+from tracseq_kit.service._identity import (
+    TOKEN_URL,
+    CurrentIdentity,
+    OptionalIdentity,
+    identity_of,
+    require_scopes,
+)
 from tracseq_kit.service._metrics import MetricsEndpoint, MetricsMiddleware
 from tracseq_kit.service._resources import (
     Resource,
@@ -45,8 +52,10 @@ from tracseq_kit.service._text import NulTextError, RejectNulMiddleware
 
 __all__ = [
     "COMMON_PROBLEMS",
+    "TOKEN_URL",
     "AccessLogMiddleware",
     "BodySizeLimitMiddleware",
+    "CurrentIdentity",
     "HealthProvider",
     "Idempotency",
     "IdempotencyReplay",
@@ -55,17 +64,20 @@ __all__ = [
     "MetricsEndpoint",
     "MetricsMiddleware",
     "NulTextError",
+    "OptionalIdentity",
     "RejectNulMiddleware",
     "RequestBodyTooLargeError",
     "Resource",
     "Resources",
     "create_service",
     "idempotent_write",
+    "identity_of",
     "install_exception_handlers",
     "kafka_producer",
     "postgres_pool",
     "problems",
     "redis_client",
+    "require_scopes",
     "resource",
     "run_service",
 ]

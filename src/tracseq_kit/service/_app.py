@@ -19,6 +19,14 @@ from tracseq_kit._exceptions import ConfigurationError, DependencyUnavailableErr
 from tracseq_kit.asgi import ProblemDetailsMiddleware, RequestIdMiddleware, TracingMiddleware
 from tracseq_kit.asgi._types import ASGIApp, Receive, Scope, Send
 from tracseq_kit.health import HealthRegistry
+from tracseq_kit.identity import (
+    ANONYMOUS,
+    AssertionVerifier,
+    Identity,
+    IdentityMiddleware,
+    KeyFile,
+    parse_public_keys,
+)
 from tracseq_kit.service._access_log import AccessLogMiddleware
 from tracseq_kit.service._body_limit import BodySizeLimitMiddleware
 from tracseq_kit.service._contract import install_contract
@@ -83,6 +91,11 @@ def create_service(
     configured from it unless ``configure_logs=False``; tracing uses ``tracer_provider``
     or the providers of :func:`~tracseq_kit.telemetry.configure_telemetry`. ``health``
     defaults to a :class:`~tracseq_kit.health.HealthRegistry` named after the service.
+    Identity: each request's verified caller (the gateway's assertion, checked with the
+    ``identity_keys`` or ``identity_keys_file`` setting for ``identity_audience``) is
+    ``request.state.identity``; handlers take it with
+    :data:`~tracseq_kit.service.CurrentIdentity` or
+    :func:`~tracseq_kit.service.require_scopes` (401/403 problem+json).
     Remaining keyword arguments go to ``FastAPI``;
     FastAPI's own OpenTelemetry (``telemetry=``, FastAPI 0.16x) is switched off unless
     given, since the chassis already opens the server span.
@@ -107,6 +120,9 @@ def create_service(
         Middleware(RequestIdMiddleware),
         Middleware(TracingMiddleware, tracer_provider=tracer_provider, excluded_paths=quiet_paths),
         Middleware(MetricsMiddleware),
+        Middleware(
+            IdentityMiddleware, verifier=_verifier(settings), anonymous=_anonymous(settings)
+        ),
     ]
     if settings.access_log:
         middleware.append(Middleware(AccessLogMiddleware, excluded_paths=quiet_paths))
@@ -189,6 +205,28 @@ def create_service(
     app.state.resources = opened
     app.state.health = health
     return app
+
+
+def _verifier(settings: ServiceSettings) -> AssertionVerifier | KeyFile | None:
+    audience = settings.identity_audience or settings.service_name
+    if settings.identity_keys_file:
+        return KeyFile(settings.identity_keys_file, audience=audience)
+    if settings.identity_keys:
+        return AssertionVerifier(parse_public_keys(settings.identity_keys), audience=audience)
+    if not settings.allow_anonymous:
+        logger.warning(
+            "no identity keys (%s): no request has an identity, and operations that need "
+            "one answer 401",
+            type(settings).env_name("identity_keys"),
+        )
+    return None
+
+
+def _anonymous(settings: ServiceSettings) -> Identity | None:
+    if not settings.allow_anonymous:
+        return None
+    logger.warning("anonymous access is on: requests without an identity hold every scope")
+    return ANONYMOUS
 
 
 def _operation_id(route: Any) -> str:

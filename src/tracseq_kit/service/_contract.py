@@ -5,7 +5,8 @@ A route names the problems it can answer beyond the common ones with one argumen
     @router.post("/api/templates/{template_id}/publish", responses=problems(404, 409))
 
 ``create_service`` declares the common ones on every operation (400, 422 with field
-paths, 429, 500, 503, and 413 where a body is accepted) and rewrites FastAPI's default
+paths, 429, 500, 503, 413 where a body is accepted, 401 where a caller is needed and 403
+where scopes are) and rewrites FastAPI's default
 422 (``application/json``, ``HTTPValidationError``) into the problem document the service
 really sends, so that a fuzzer checking status codes and content types, or a client
 generator, can trust the document.
@@ -65,6 +66,7 @@ def install_contract(app: Any, *, common: Iterable[int] = COMMON_PROBLEMS) -> No
                 if isinstance(operation, dict) and "responses" in operation:
                     _declare(operation, method, common_statuses)
         _no_nul_in_strings(doc)
+        _list_scopes(doc)
         for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's, now unused
             if unused in schemas and not _referenced(doc, unused):
                 del schemas[unused]
@@ -79,12 +81,35 @@ def _declare(operation: dict[str, Any], method: str, common: tuple[int, ...]) ->
     statuses = list(common)
     if method in _BODY_METHODS and "requestBody" in operation:
         statuses.append(413)
+    security = operation.get("security") or []
+    if security:  # needs a caller (401), and with scopes may find the wrong one (403)
+        statuses.append(401)
+        if any(scopes for requirement in security for scopes in requirement.values()):
+            statuses.append(403)
     for status, response in problems(*statuses).items():
         existing = responses.get(str(status))
         if existing is None or _is_fastapi_validation_error(existing):
             responses[str(status)] = response
     # keep the statuses in order, as a reader scans them
     operation["responses"] = dict(sorted(responses.items(), key=lambda kv: kv[0]))
+
+
+def _list_scopes(doc: dict[str, Any]) -> None:
+    """Each OAuth2 scheme lists exactly the scopes this document's operations require."""
+    schemes = doc.get("components", {}).get("securitySchemes", {})
+    used: dict[str, set[str]] = {}
+    for path_item in doc.get("paths", {}).values():
+        for operation in path_item.values():
+            for requirement in operation.get("security", []) if isinstance(operation, dict) else []:
+                for name, scopes in requirement.items():
+                    used.setdefault(name, set()).update(scopes)
+    for name, scheme in schemes.items():
+        if scheme.get("type") != "oauth2":
+            continue
+        for flow in scheme.get("flows", {}).values():
+            flow["scopes"] = {
+                s: f"Granted by the auth service: {s}." for s in sorted(used.get(name, ()))
+            }
 
 
 def _is_fastapi_validation_error(response: dict[str, Any]) -> bool:

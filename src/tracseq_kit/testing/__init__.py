@@ -13,15 +13,18 @@ with real-server fixtures, resolved from environment variables, Docker Compose
 The helpers below are the same ones the fixtures use, for code that needs them
 outside fixtures. :data:`COMPOSE_FILE` is the compose file ``--tracseq-docker`` expects.
 :class:`TcpProxy` sits between a client and a real server so a test can cut the
-connection (an outage) without losing the server's state.
+connection (an outage) without losing the server's state. :class:`IdentityMinter` signs
+identity assertions as the gateway does, so a service's tests can act as anyone.
 """
 
+from tracseq_kit.testing._identity import IdentityMinter
 from tracseq_kit.testing._isolation import PostgresSchema, TopicFactory, topic_name, unique_name
 from tracseq_kit.testing._plugin import COMPOSE_FILE
 from tracseq_kit.testing._proxy import TcpProxy
 
 __all__ = [
     "COMPOSE_FILE",
+    "IdentityMinter",
     "PostgresSchema",
     "TcpProxy",
     "TopicFactory",
