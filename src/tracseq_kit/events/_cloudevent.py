@@ -1,4 +1,4 @@
-"""CloudEvents 1.0 envelope, generic over a pydantic payload model, and a type registry."""
+"""The CloudEvents 1.0 envelope, generic over a pydantic payload model."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from tracseq_kit._exceptions import ConfigurationError, EventEncodingError, UnknownEventTypeError
-
-__all__ = ["CloudEvent", "EventRegistry"]
+__all__ = ["CloudEvent"]
 
 DataT = TypeVar("DataT")
 
@@ -29,7 +27,10 @@ _CONTEXT_ATTRIBUTES = frozenset(
         "data_base64",
     }
 )
-_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
+_EXTENSION_NAME = re.compile(r"[a-z0-9]+")
+# RFC 3339 date-time (section 5.6), what the spec requires of ``time``.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+_INT32 = (-(2**31), 2**31 - 1)
 ExtensionValue = str | int | bool
 
 
@@ -41,9 +42,11 @@ class CloudEvent(BaseModel, Generic[DataT]):
     """A CloudEvents 1.0 event whose ``data`` is a ``DataT`` (e.g. a pydantic model).
 
     ``id`` defaults to a random UUID and ``time`` to now (UTC). ``extensions`` holds
-    extension attributes (lowercase letters and digits, at most 20 characters, values
-    str, int or bool); ``partitionkey`` there overrides the Kafka key. Invalid
-    attributes raise pydantic's ``ValidationError`` at construction.
+    extension attributes (names of lowercase letters and digits, values str, bool or a
+    32-bit int); ``partitionkey`` there overrides the Kafka key. ``dataschema`` names the
+    payload's schema and version (:meth:`EventRegistry.event` sets it). Invalid
+    attributes (empty strings, a ``time`` that is not RFC 3339 or has no zone, ...)
+    raise pydantic's ``ValidationError`` at construction.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,10 +55,10 @@ class CloudEvent(BaseModel, Generic[DataT]):
     source: str = Field(min_length=1)
     specversion: Literal["1.0"] = "1.0"
     type: str = Field(min_length=1)
-    subject: str | None = None
+    subject: str | None = Field(default=None, min_length=1)
     time: datetime | None = Field(default_factory=_now)
-    datacontenttype: str | None = "application/json"
-    dataschema: str | None = None
+    datacontenttype: str | None = Field(default="application/json", min_length=1)
+    dataschema: str | None = Field(default=None, min_length=1)
     data: DataT | None = None
     extensions: dict[str, ExtensionValue] = Field(default_factory=dict)
 
@@ -65,9 +68,22 @@ class CloudEvent(BaseModel, Generic[DataT]):
         for name in value:
             if not _EXTENSION_NAME.fullmatch(name) or name in _CONTEXT_ATTRIBUTES:
                 raise ValueError(
-                    f"extension attribute {name!r} must be 1-20 lowercase letters or digits "
+                    f"extension attribute {name!r} must be lowercase letters or digits "
                     "and not a context attribute name"
                 )
+        for name, ext in value.items():
+            if isinstance(ext, int) and not isinstance(ext, bool):
+                if not _INT32[0] <= ext <= _INT32[1]:
+                    raise ValueError(f"extension {name!r}: a CloudEvents Integer is 32-bit")
+        return value
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: object) -> object:
+        if isinstance(value, str) and not _RFC3339.fullmatch(value):
+            raise ValueError(f"time must be an RFC 3339 date-time, got {value!r}")
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("time must be an RFC 3339 string or a datetime")
         return value
 
     @field_validator("time")
@@ -91,49 +107,8 @@ class CloudEvent(BaseModel, Generic[DataT]):
         return _jsonable(data)
 
 
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+
+
 def _jsonable(value: Any) -> Any:
-    from pydantic import TypeAdapter
-
-    return TypeAdapter(Any).dump_python(value, mode="json")
-
-
-class EventRegistry:
-    """Maps event types (``tracseq.template.published``) to payload models.
-
-    :meth:`parse` turns raw attributes into a ``CloudEvent[Model]`` with typed data;
-    an unregistered type raises :class:`~tracseq_kit.UnknownEventTypeError` unless
-    ``allow_unknown=True`` (then ``data`` stays plain JSON values).
-    """
-
-    def __init__(self) -> None:
-        self._models: dict[str, type[Any]] = {}
-
-    def register(self, event_type: str, model: type[Any]) -> None:
-        """Register ``model`` for ``event_type``; re-registering another model fails."""
-        existing = self._models.get(event_type)
-        if existing is not None and existing is not model:
-            raise ConfigurationError(f"event type {event_type!r} is already registered")
-        self._models[event_type] = model
-
-    def model_for(self, event_type: str) -> type[Any] | None:
-        """The model registered for ``event_type``, if any."""
-        return self._models.get(event_type)
-
-    def __contains__(self, event_type: object) -> bool:
-        return event_type in self._models
-
-    def parse(self, attributes: dict[str, Any], *, allow_unknown: bool = False) -> CloudEvent[Any]:
-        """Validate ``attributes`` (context attributes, ``data``, ``extensions``).
-
-        Raises :class:`~tracseq_kit.EventEncodingError` for invalid events and
-        :class:`~tracseq_kit.UnknownEventTypeError` for unregistered types.
-        """
-        event_type = attributes.get("type")
-        model = self._models.get(str(event_type)) if event_type is not None else None
-        if model is None and not allow_unknown:
-            raise UnknownEventTypeError(f"no payload model is registered for {event_type!r}")
-        cls: type[CloudEvent[Any]] = CloudEvent[model] if model is not None else CloudEvent[Any]  # type: ignore[valid-type]
-        try:
-            return cls.model_validate(attributes)
-        except ValidationError as exc:
-            raise EventEncodingError(f"invalid CloudEvent: {exc}") from exc
+    return _ANY.dump_python(value, mode="json")

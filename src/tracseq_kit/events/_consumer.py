@@ -24,9 +24,10 @@ from tracseq_kit._exceptions import (
     UnknownEventTypeError,
 )
 from tracseq_kit.events._binding import KafkaMessage, from_kafka
-from tracseq_kit.events._cloudevent import CloudEvent, EventRegistry
+from tracseq_kit.events._cloudevent import CloudEvent
 from tracseq_kit.events._memory import InMemoryBroker
 from tracseq_kit.events._outbox import Inbox
+from tracseq_kit.events._registry import EventRegistry
 from tracseq_kit.telemetry import metrics_registry
 from tracseq_kit.telemetry._propagation import extract_kafka_context
 
