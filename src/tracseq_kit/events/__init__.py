@@ -15,8 +15,9 @@
 from tracseq_kit.events._binding import ContentMode, KafkaMessage, from_kafka, to_kafka
 from tracseq_kit.events._cloudevent import CloudEvent
 from tracseq_kit.events._consumer import DLT_HEADERS, Delivery, EventConsumer
+from tracseq_kit.events._inbox import Inbox
 from tracseq_kit.events._memory import InMemoryBroker, MemoryRecord
-from tracseq_kit.events._outbox import Inbox, Outbox, OutboxRelay, migrate, running_relay
+from tracseq_kit.events._outbox import Outbox, OutboxRelay, migrate, running_relay
 from tracseq_kit.events._publisher import EventPublisher, PublishGuard
 from tracseq_kit.events._registry import EventRegistry
 

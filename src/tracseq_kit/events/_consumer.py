@@ -25,8 +25,8 @@ from tracseq_kit._exceptions import (
 )
 from tracseq_kit.events._binding import KafkaMessage, from_kafka
 from tracseq_kit.events._cloudevent import CloudEvent
+from tracseq_kit.events._inbox import Inbox
 from tracseq_kit.events._memory import InMemoryBroker
-from tracseq_kit.events._outbox import Inbox
 from tracseq_kit.events._registry import EventRegistry
 from tracseq_kit.telemetry import metrics_registry
 from tracseq_kit.telemetry._propagation import extract_kafka_context
@@ -338,7 +338,7 @@ class EventConsumer:
                 ),
             )
 
-        await self._inbox.process(event.id, effect)
+        await self._inbox.process(event.source, event.id, effect)
 
     def _forward_headers(
         self,
