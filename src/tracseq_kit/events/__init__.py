@@ -14,7 +14,7 @@
 
 from tracseq_kit.events._binding import ContentMode, KafkaMessage, from_kafka, to_kafka
 from tracseq_kit.events._cloudevent import CloudEvent
-from tracseq_kit.events._consumer import DLT_HEADERS, Delivery, EventConsumer
+from tracseq_kit.events._consumer import DLT_HEADERS, Delivery, EventBatch, EventConsumer
 from tracseq_kit.events._inbox import Inbox
 from tracseq_kit.events._memory import InMemoryBroker, MemoryRecord
 from tracseq_kit.events._outbox import Outbox, OutboxRelay, migrate, running_relay
@@ -26,6 +26,7 @@ __all__ = [
     "CloudEvent",
     "ContentMode",
     "Delivery",
+    "EventBatch",
     "EventConsumer",
     "EventPublisher",
     "EventRegistry",

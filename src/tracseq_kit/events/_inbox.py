@@ -58,6 +58,11 @@ class Inbox:
         self.purged = 0
 
     @property
+    def pool(self) -> Any:
+        """The asyncpg pool the inbox records in."""
+        return self._pool
+
+    @property
     def consumer(self) -> str:
         """The consumer group whose handled events this inbox records."""
         return self._consumer

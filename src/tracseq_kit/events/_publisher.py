@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, TracerProvider
 
 from tracseq_kit._exceptions import (
     MissingDependencyError,
@@ -17,7 +17,13 @@ from tracseq_kit._exceptions import (
 )
 from tracseq_kit.events._binding import ContentMode, KafkaMessage, to_kafka
 from tracseq_kit.events._cloudevent import CloudEvent
-from tracseq_kit.events._tracing import OFFSET, PARTITION, producer_span, span_context_of
+from tracseq_kit.events._tracing import (
+    OFFSET,
+    PARTITION,
+    producer_span,
+    span_context_of,
+    tracer_for,
+)
 from tracseq_kit.telemetry import counter
 from tracseq_kit.telemetry._propagation import extract_kafka_context, kafka_trace_headers
 
@@ -48,7 +54,9 @@ class EventPublisher:
     (a dead broker raises :class:`~tracseq_kit.PublishTimeoutError`, never hangs).
     :meth:`publish` waits for one acknowledgement (concurrent calls are pipelined);
     :meth:`publish_many` builds per-partition record batches and waits for all of them.
-    The current trace context travels in the headers. With a ``breaker`` an open circuit
+    Publishing happens in ``send <topic>`` PRODUCER spans (OpenTelemetry messaging
+    conventions; ``tracer_provider`` defaults to the global one) whose context travels
+    in the headers. With a ``breaker`` an open circuit
     fails fast with :class:`~tracseq_kit.CircuitOpenError`.
     Kafka errors are raised as :class:`~tracseq_kit.PublishError`.
     """
@@ -61,6 +69,7 @@ class EventPublisher:
         timeout: float = 10.0,
         start_timeout: float = 15.0,
         breaker: PublishGuard | None = None,
+        tracer_provider: TracerProvider | None = None,
         **producer_options: Any,
     ) -> None:
         try:
@@ -87,6 +96,7 @@ class EventPublisher:
         self._timeout = timeout
         self._start_timeout = start_timeout
         self._breaker = breaker
+        self._tracer = tracer_for(tracer_provider)
         self._pending: set[asyncio.Task[None]] = set()
         self._ok_by_topic: dict[str, Any] = {}
         self._failed_by_topic: dict[str, Any] = {}
@@ -176,7 +186,7 @@ class EventPublisher:
         the partition and offset Kafka assigned.
         """
         message = to_kafka(event, mode=self._mode)
-        with producer_span(topic, [message]) as span:
+        with producer_span(self._tracer, topic, [message]) as span:
             ack = await self.send_message(topic, message, key=key)
             (metadata,) = await self._acknowledged(topic, [ack])
             span.set_attribute(PARTITION, str(metadata.partition))
@@ -202,7 +212,7 @@ class EventPublisher:
         permit = await self._breaker.admit() if self._breaker is not None else None
         ok = False
         try:
-            with producer_span(topic, items, links=links):
+            with producer_span(self._tracer, topic, items, links=links):
                 count = await self._publish_batches(topic, items)
             ok = True
             return count

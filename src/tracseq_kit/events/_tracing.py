@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind
 
-__all__ = ["consumer_span", "producer_span", "span_context_of"]
+__all__ = ["consumer_span", "producer_span", "span_context_of", "tracer_for"]
 
 # Attribute names of the messaging conventions (tests compare them with the
 # opentelemetry-semantic-conventions package, where they are still "incubating").
@@ -33,7 +33,10 @@ MESSAGE_ID = "messaging.message.id"
 CONSUMER_GROUP = "messaging.consumer.group.name"
 BATCH_COUNT = "messaging.batch.message_count"
 
-_tracer = trace.get_tracer("tracseq_kit.events")
+
+def tracer_for(provider: trace.TracerProvider | None) -> trace.Tracer:
+    """The events tracer of ``provider`` (default: the global one, resolved lazily)."""
+    return (provider or trace.get_tracer_provider()).get_tracer("tracseq_kit.events")
 
 
 def _ce_id(headers: Sequence[tuple[str, bytes]]) -> str | None:
@@ -45,7 +48,11 @@ def _ce_id(headers: Sequence[tuple[str, bytes]]) -> str | None:
 
 @contextmanager
 def producer_span(
-    topic: str, messages: Sequence[Any], *, links: Sequence[SpanContext] = ()
+    tracer: trace.Tracer,
+    topic: str,
+    messages: Sequence[Any],
+    *,
+    links: Sequence[SpanContext] = (),
 ) -> Iterator[Span]:
     """``send <topic>`` around publishing ``messages`` (KafkaMessage-like: key, headers).
 
@@ -67,7 +74,7 @@ def producer_span(
             attributes[MESSAGE_KEY] = bytes(message.key).decode("utf-8", "replace")
     else:
         attributes[BATCH_COUNT] = len(messages)
-    with _tracer.start_as_current_span(
+    with tracer.start_as_current_span(
         f"send {topic}",
         kind=SpanKind.PRODUCER,
         attributes=attributes,
@@ -78,6 +85,7 @@ def producer_span(
 
 @contextmanager
 def consumer_span(
+    tracer: trace.Tracer,
     topic: str,
     partition: int,
     records: Sequence[Any],
@@ -112,7 +120,7 @@ def consumer_span(
         attributes[BATCH_COUNT] = len(records)
         if records:
             attributes[OFFSET] = records[0].offset
-    with _tracer.start_as_current_span(
+    with tracer.start_as_current_span(
         f"process {topic}",
         context=parent,
         kind=SpanKind.CONSUMER,
