@@ -83,7 +83,7 @@ class Backend:
             await producer.stop()
 
     def consumer(self, topics: list[str], handler: Any, **options: Any) -> EventConsumer:
-        group = f"g-{uuid.uuid4().hex[:8]}"
+        group = options.pop("group_id", None) or f"g-{uuid.uuid4().hex[:8]}"
         if self.broker is None and "topic_pattern" in options:
             options.setdefault("metadata_max_age_ms", 300)  # find new topics quickly
         if self.broker is not None:

@@ -111,6 +111,12 @@ class EventRegistry:
         """The registered versions of ``event_type``, oldest first (empty if unknown)."""
         return [v.number for v in self._versions.get(event_type, ())]
 
+    def has_upcaster(self, event_type: str, version: int) -> bool:
+        """Whether ``version`` of ``event_type`` was registered with an ``upcast``."""
+        return any(
+            v.number == version and v.upcast is not None for v in self._versions.get(event_type, ())
+        )
+
     def model_for(self, event_type: str, version: int | None = None) -> type[Any] | None:
         """The model of ``version`` (default: the current one), if registered."""
         versions = self._versions.get(event_type)
