@@ -11,7 +11,7 @@ import pytest
 from events_support import Backend, event, migrated_pool, run_until
 
 from tracseq_kit import ConfigurationError
-from tracseq_kit.events import EventBatch, EventConsumer, Inbox, InMemoryBroker
+from tracseq_kit.events import EventBatch, EventConsumer, Inbox, InMemoryBroker, store_new_rows
 from tracseq_kit.testing import PostgresSchema
 
 pytestmark = pytest.mark.anyio
@@ -150,3 +150,21 @@ def test_one_kind_of_handler() -> None:
         EventConsumer(
             topics=["t"], group_id="g", handler=single, batch_handler=batch, broker=InMemoryBroker()
         )
+
+
+async def test_the_tables_own_key_dedupes_a_batch_without_an_inbox(
+    backend: Backend, kafka_topic: Any, pool: Any
+) -> None:
+    topic = kafka_topic("keyed")
+
+    async def handler(batch: EventBatch) -> None:
+        rows = [(e.source, e.id, e.subject, e.data["n"]) for e in batch.events]
+        async with pool.acquire() as conn:
+            await store_new_rows(conn, "stored", rows, columns=["source", "id", "subject", "n"])
+
+    sent = [event(f"k{i % 4}", i) for i in range(40)]
+    await backend.publish_many(topic, sent)
+    await backend.publish_many(topic, sent[5:15])  # redelivered
+    consumer = backend.consumer([topic], None, batch_handler=handler)
+    await run_until(consumer, lambda: consumer.handled == 50)
+    assert [r["n"] for r in await pool.fetch("SELECT n FROM stored ORDER BY n")] == list(range(40))

@@ -11,6 +11,7 @@
   a relay for a service's lifetime;
 - :class:`EventConsumer`: consumer groups, at-least-once, retry topics, dead letters,
   per-event or per-batch handlers (:class:`EventBatch`);
+- :func:`store_new_rows`: store a batch once per key (COPY + INSERT ... ON CONFLICT);
 - :class:`DeadLetters`: list, inspect and re-drive dead-lettered messages;
 - contracts: :func:`json_schemas` (and :func:`write_json_schemas` /
   :func:`load_json_schemas`), :func:`check_compatibility`, :func:`asyncapi_document`;
@@ -34,6 +35,7 @@ from tracseq_kit.events._memory import InMemoryBroker, MemoryRecord
 from tracseq_kit.events._outbox import Outbox, OutboxRelay, migrate, running_relay
 from tracseq_kit.events._publisher import EventPublisher, PublishGuard
 from tracseq_kit.events._registry import EventRegistry, Upcaster
+from tracseq_kit.events._store import store_new_rows
 
 __all__ = [
     "DLT_HEADERS",
@@ -63,6 +65,7 @@ __all__ = [
     "load_json_schemas",
     "migrate",
     "running_relay",
+    "store_new_rows",
     "to_kafka",
     "write_json_schemas",
 ]

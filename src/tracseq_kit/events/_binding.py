@@ -38,6 +38,7 @@ Headers = list[tuple[str, bytes]]
 STRUCTURED = "application/cloudevents+json"
 _CLOUDEVENTS_MEDIA = "application/cloudevents"
 _ATTRS = ("id", "source", "specversion", "type", "subject", "time", "dataschema")
+_ATTR_SET = frozenset(_ATTRS)
 _ALL_ATTRS = frozenset((*_ATTRS, "datacontenttype"))
 _STRUCTURED_HEADER = [("content-type", f"{STRUCTURED}; charset=utf-8".encode())]
 # JSON media types: application/json, text/json and any +json suffix (as the SDK's
@@ -66,7 +67,16 @@ def is_json_content_type(content_type: str | None) -> bool:
     """True when ``datacontenttype`` means JSON data (absent counts as JSON)."""
     if not content_type:
         return True
-    return bool(_JSON_TYPE.match(content_type.split(";", 1)[0].strip().lower()))
+    known = _JSON_TYPES.get(content_type)
+    if known is None:
+        media = content_type.split(";", 1)[0].strip().lower()
+        known = bool(_JSON_TYPE.match(media))
+        if len(_JSON_TYPES) < 256:  # a few content types recur: remember them
+            _JSON_TYPES[content_type] = known
+    return known
+
+
+_JSON_TYPES: dict[str, bool] = {}
 
 
 def to_kafka(event: CloudEvent[Any], *, mode: ContentMode = "binary") -> KafkaMessage:
@@ -151,10 +161,18 @@ def from_kafka(
     :class:`~tracseq_kit.UnknownEventTypeError` for an unregistered type (unless
     ``allow_unknown`` or no registry is given).
     """
-    registry = registry if registry is not None else EventRegistry()
+    registry = registry if registry is not None else _NO_TYPES
     unknown_ok = allow_unknown or not registry
+    raw_type: bytes | None = None
+    attributes_in_headers: list[tuple[str, bytes]] = []
+    for name, raw in message.headers:  # one pass: the hot path of every consumer
+        lower = name.lower()
+        if lower == "content-type":
+            raw_type = raw
+        elif lower.startswith("ce_"):
+            attributes_in_headers.append((lower[3:], raw))
     try:
-        content_type = bytes(message.header("content-type") or b"").decode("utf-8").strip()
+        content_type = bytes(raw_type or b"").decode("utf-8").strip()
     except UnicodeDecodeError:
         raise EventEncodingError("the content-type header is not UTF-8") from None
     lowered = content_type.lower()
@@ -164,12 +182,11 @@ def from_kafka(
                 f"unsupported CloudEvents event format {content_type!r}: only JSON is read"
             )
         attributes = _structured(message, header_content_type=None)
-    elif not any(k.lower().startswith("ce_") for k, _ in message.headers) and _looks_structured(
-        message.value
-    ):
+    elif not attributes_in_headers and _looks_structured(message.value):
         attributes = _structured(message, header_content_type=content_type or None)
     else:
-        attributes = _binary(message, content_type)
+        header_type = content_type if raw_type is not None else None
+        attributes = _binary(message, attributes_in_headers, header_type)
     return registry.parse(attributes, allow_unknown=unknown_ok)
 
 
@@ -181,6 +198,9 @@ def _looks_structured(value: bytes | None) -> bool:
     except ValueError:
         return False
     return isinstance(doc, dict) and "specversion" in doc
+
+
+_NO_TYPES = EventRegistry()  # no registry given: every type is read untyped
 
 
 def _structured(message: KafkaMessage, *, header_content_type: str | None) -> dict[str, Any]:
@@ -213,26 +233,24 @@ def _structured(message: KafkaMessage, *, header_content_type: str | None) -> di
 _DATA = frozenset(("data", "data_base64"))
 
 
-def _binary(message: KafkaMessage, content_type: str) -> dict[str, Any]:
+def _binary(
+    message: KafkaMessage, headers: list[tuple[str, bytes]], content_type: str | None
+) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     extensions: dict[str, Any] = {}
-    for name, raw in message.headers:
-        lower = name.lower()
-        if not lower.startswith("ce_"):
-            continue
-        attr = lower[3:]
+    for attr, raw in headers:
         try:
             text = bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
-            raise EventEncodingError(f"header {name!r} is not UTF-8") from None
-        if attr in _ATTRS:
+            raise EventEncodingError(f"header 'ce_{attr}' is not UTF-8") from None
+        if attr in _ATTR_SET:
             attrs[attr] = text
         else:
             extensions[attr] = text
     if "specversion" not in attrs:
         raise EventEncodingError("not a CloudEvent: no ce_specversion header")
     # An empty content-type header is a present but empty datacontenttype: invalid.
-    attrs["datacontenttype"] = content_type if message.header("content-type") is not None else None
+    attrs["datacontenttype"] = content_type
     attrs["extensions"] = _with_key(extensions, message.key, attrs.get("subject"))
     if message.value:  # None or empty: the event has no data
         if not is_json_content_type(content_type):

@@ -65,6 +65,8 @@ class CloudEvent(BaseModel, Generic[DataT]):
     @field_validator("extensions")
     @classmethod
     def _extension_names(cls, value: dict[str, ExtensionValue]) -> dict[str, ExtensionValue]:
+        if not value:
+            return value
         for name in value:
             if not _EXTENSION_NAME.fullmatch(name) or name in _CONTEXT_ATTRIBUTES:
                 raise ValueError(
@@ -80,17 +82,15 @@ class CloudEvent(BaseModel, Generic[DataT]):
     @field_validator("time", mode="before")
     @classmethod
     def _rfc3339(cls, value: object) -> object:
-        if isinstance(value, str) and not _RFC3339.fullmatch(value):
-            raise ValueError(f"time must be an RFC 3339 date-time, got {value!r}")
-        if value is not None and not isinstance(value, str | datetime):
+        # One check before pydantic parses (an RFC 3339 string always has a zone).
+        if isinstance(value, str):
+            if not _RFC3339.fullmatch(value):
+                raise ValueError(f"time must be an RFC 3339 date-time, got {value!r}")
+        elif isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError("time must carry a time zone (RFC 3339)")
+        elif value is not None:
             raise ValueError("time must be an RFC 3339 string or a datetime")
-        return value
-
-    @field_validator("time")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("time must carry a time zone (RFC 3339)")
         return value
 
     @property

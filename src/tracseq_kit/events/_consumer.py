@@ -120,7 +120,9 @@ class EventConsumer:
     With ``batch_handler`` instead of ``handler``, each partition's fetched records
     are handed over as one :class:`EventBatch` (invalid messages dead-lettered first),
     inside one ``inbox`` transaction when there is an inbox: the way to store events
-    with one statement per batch. If the batch handler fails, the batch's events are
+    with one statement per batch. Fetches are gathered for up to ``batch_wait``
+    seconds, until about ``batch_size`` records, as each call costs a transaction. If
+    the batch handler fails, the batch's events are
     handled again one by one (each as a batch of one), so a bad event goes its own way
     through the retry and dead-letter topics while the others are stored.
 
@@ -169,6 +171,8 @@ class EventConsumer:
         shutdown_timeout: float = 10.0,
         poll_timeout: float = 0.5,
         topic_refresh: float = 1.0,
+        batch_size: int = 2000,
+        batch_wait: float = 0.05,
         tracer_provider: TracerProvider | None = None,
         **consumer_options: Any,
     ) -> None:
@@ -193,6 +197,8 @@ class EventConsumer:
         self.group_id = group_id
         self._handler = handler
         self._batch_handler = batch_handler
+        self._batch_size = batch_size
+        self._batch_wait = batch_wait
         self._tracer = tracer_for(tracer_provider)
         self._registry = registry
         self._delays = list(retry_delays)
@@ -266,6 +272,8 @@ class EventConsumer:
                 batch = await self._consumer.getmany(timeout_ms=self._poll_ms)
                 if not batch:
                     continue
+                if self._batch_handler is not None:
+                    await self._gather(batch)
                 tasks = [
                     asyncio.create_task(self._partition(tp, records))
                     for tp, records in batch.items()
@@ -284,6 +292,24 @@ class EventConsumer:
         finally:
             await self._consumer.stop()
             await self._producer.stop()
+
+    async def _gather(self, batch: dict[Any, list[Any]]) -> None:
+        """Fetch more for up to ``batch_wait`` seconds, until ``batch_size`` records: a
+        broker may hand out one small record batch per partition and fetch, and each
+        handler call costs a transaction."""
+        total = sum(len(records) for records in batch.values())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._batch_wait
+        while total < self._batch_size and not self._stopping:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            more = await self._consumer.getmany(timeout_ms=max(1, int(left * 1000)))
+            if not more:
+                return
+            for tp, records in more.items():
+                batch.setdefault(tp, []).extend(records)
+                total += len(records)
 
     async def _purge_inbox(self) -> None:
         assert self._inbox is not None
@@ -346,23 +372,27 @@ class EventConsumer:
         events: list[CloudEvent[Any]] = []
         deliveries: list[Delivery] = []
         taken: list[Any] = []
+        registry, unknown_ok = self._registry, self._registry is None
         for index, record in enumerate(records):
-            headers = [(k, bytes(v)) for k, v in (record.headers or ())]
-            hdr = dict(headers)
-            not_before = _int(hdr.get(NOT_BEFORE))
+            headers = list(record.headers or ())  # (str, bytes) pairs already
+            attempt, not_before = 1, None
+            for name, _ in headers:  # ours are rare: one cheap pass to find them
+                if name.startswith("tracseq-"):
+                    hdr = dict(headers)
+                    not_before = _int(hdr.get(NOT_BEFORE))
+                    attempt = (_int(hdr.get(ATTEMPT)) or 0) + 1
+                    break
             if not_before is not None and not_before > now_ms:
                 rest = records[index:]
                 break
-            attempt = (_int(hdr.get(ATTEMPT)) or 0) + 1
             try:
                 event = from_kafka(
                     KafkaMessage(record.key, record.value, headers),
-                    self._registry,
-                    allow_unknown=self._registry is None,
+                    registry,
+                    allow_unknown=unknown_ok,
                 )
             except (EventEncodingError, UnknownEventTypeError) as exc:
-                origin = hdr.get(ORIGINAL_TOPIC, b"").decode() or record.topic
-                await self._dead_letter(record, headers, origin, attempt, exc)
+                await self._dead_letter(record, headers, _origin(record), attempt, exc)
                 continue
             events.append(event)
             deliveries.append(
@@ -389,8 +419,8 @@ class EventConsumer:
             return [*taken, *rest], None  # handled again singly: retries and dead letters
         self._paused_for.pop(tp, None)
         self.handled += len(taken)
-        for record in taken:
-            self._consumed[_origin(record), "handled"] += 1
+        for origin, count in collections.Counter(map(_origin, taken)).items():
+            self._consumed[origin, "handled"] += count
         return rest, done_offset
 
     async def _handle_batch(
@@ -401,14 +431,14 @@ class EventConsumer:
         deliveries: list[Delivery],
     ) -> None:
         assert self._batch_handler is not None
-        links = [
-            c
-            for c in (span_context_of(extract_kafka_context(d.headers)) for d in deliveries[:128])
-            if c is not None
-        ]
         with consumer_span(
-            self._tracer, tp.topic, tp.partition, records, group=self.group_id, links=links
-        ):
+            self._tracer, tp.topic, tp.partition, records, group=self.group_id
+        ) as span:
+            if span.is_recording():  # links cost a header parse each: only when traced
+                for d in deliveries[:128]:
+                    carried = span_context_of(extract_kafka_context(d.headers))
+                    if carried is not None:
+                        span.add_link(carried)
             if self._inbox is None:
                 await self._batch_handler(EventBatch(tp.topic, tp.partition, events, deliveries))
                 return

@@ -24,16 +24,17 @@ logger = logging.getLogger("tracseq_kit.events")
 
 CHANNEL = "tracseq_outbox"
 
-# Any integer: the advisory lock class of outbox keys (two-int form, so it never meets
-# the one-bigint locks of tracseq_kit.db's migrations).
-LOCK_CLASS = 0x7472_6F62
-RELAY_LOCK_CLASS = LOCK_CLASS + 1
+# Advisory locks in the two-int form (never met by the one-bigint locks of
+# tracseq_kit.db's migrations), scoped to this outbox table: (its oid, hash of a key) for
+# writers, (its oid, 0) for the relay's round, so services that share a database but not
+# an outbox table never wait on each other.
+_TABLE_OID = "'tracseq_outbox'::regclass::oid::int"
 # One statement: lock every key of the batch (sorted, so two writers never wait on each
 # other in a circle), then insert in the given order. The locks are taken before any id is
 # drawn, so per key ids follow commit order: an uncommitted lower id cannot exist.
-_INSERT = """
+_INSERT = f"""
 WITH locked AS MATERIALIZED (
-    SELECT count(pg_advisory_xact_lock($6::int, h)) AS n
+    SELECT count(pg_advisory_xact_lock({_TABLE_OID}, CASE WHEN h = 0 THEN 1 ELSE h END)) AS n
     FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($2::text[]) AS k
           WHERE k IS NOT NULL ORDER BY h) AS keys
 )
@@ -99,7 +100,7 @@ class Outbox:
             keys.append(key if key is not None else (message.key.decode() if message.key else None))
             values.append(message.value)
             headers.append(json.dumps([[k, v.decode("latin-1")] for k, v in message.headers]))
-        rows = await conn.fetch(_INSERT, topic, keys, values, headers, trace, LOCK_CLASS)
+        rows = await conn.fetch(_INSERT, topic, keys, values, headers, trace)
         await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
         return sorted(r["id"] for r in rows)
 
@@ -171,9 +172,7 @@ class OutboxRelay:
         relay holds the round). Kafka failures leave the rows pending and raise a
         private error that :meth:`run` turns into a backoff."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock($1::int, 0)", RELAY_LOCK_CLASS
-            ):
+            if not await conn.fetchval(f"SELECT pg_try_advisory_xact_lock({_TABLE_OID}, 0)"):
                 return 0
             rows = await conn.fetch(_PENDING, self._batch)
             if not rows:

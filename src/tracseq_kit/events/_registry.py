@@ -176,7 +176,7 @@ class EventRegistry:
         model = self.model_for(event_type)
         if model is None:
             raise UnknownEventTypeError(f"no payload model is registered for {event_type!r}")
-        cls: type[CloudEvent[Any]] = CloudEvent[model]  # type: ignore[valid-type]
+        cls = _event_class(model)
         return cls(
             type=event_type,
             source=source,
@@ -246,14 +246,14 @@ class EventRegistry:
         if versions is None:
             if not allow_unknown:
                 raise UnknownEventTypeError(f"no payload model is registered for {event_type!r}")
-            return _validate_event(CloudEvent[Any], attributes)
+            return _validate_event(_ANY_EVENT, attributes)
         current = versions[-1]
         dataschema = attributes.get("dataschema")
         version = self.version_of(event_type, dataschema if isinstance(dataschema, str) else None)
-        cls: type[CloudEvent[Any]] = CloudEvent[current.model]  # type: ignore[name-defined]
+        cls = _event_class(current.model)
         if version == current.number:
             return _validate_event(cls, attributes)
-        envelope = _validate_event(CloudEvent[Any], {**attributes, "data": None})
+        envelope = _validate_event(_ANY_EVENT, {**attributes, "data": None})
         data = attributes.get("data")
         upcast = None if data is None else self.upcast(event_type, data, from_version=version)
         return cls.model_construct(
@@ -263,6 +263,18 @@ class EventRegistry:
                 "data": upcast,
             }
         )
+
+
+_ANY_EVENT: type[CloudEvent[Any]] = CloudEvent[Any]
+_EVENT_CLASSES: dict[type[Any], type[CloudEvent[Any]]] = {}
+
+
+def _event_class(model: type[Any]) -> type[CloudEvent[Any]]:
+    """``CloudEvent[model]``, looked up once (subscripting a generic model is slow)."""
+    cls = _EVENT_CLASSES.get(model)
+    if cls is None:
+        cls = _EVENT_CLASSES[model] = CloudEvent[model]  # type: ignore[valid-type]
+    return cls
 
 
 def _validate(model: type[Any], payload: Any) -> Any:
