@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -141,7 +140,7 @@ async def kit_consumer(
                 e.type,
                 e.subject,
                 e.time,
-                json.dumps(e.data_json()),
+                e.data_json_text(),
                 d.topic,
                 d.partition,
                 d.offset,

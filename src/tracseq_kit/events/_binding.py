@@ -256,9 +256,9 @@ def _binary(
         if not is_json_content_type(content_type):
             attrs["data"] = bytes(message.value)
         else:
-            try:
-                attrs["data"] = json.loads(message.value)
-            except ValueError as exc:
+            try:  # JSON is UTF-8 (RFC 8259): decoding first skips json's encoding sniffing
+                attrs["data"] = json.loads(bytes(message.value).decode("utf-8"))
+            except ValueError as exc:  # UnicodeDecodeError included
                 raise EventEncodingError(f"event data is not JSON: {exc}") from exc
     return attrs
 

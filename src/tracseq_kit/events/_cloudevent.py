@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic_core import to_json
 
 __all__ = ["CloudEvent"]
 
@@ -105,6 +106,18 @@ class CloudEvent(BaseModel, Generic[DataT]):
         if isinstance(data, BaseModel):
             return data.model_dump(mode="json")
         return _jsonable(data)
+
+    def data_json_text(self) -> str | None:
+        """``data`` as JSON text (None without data), e.g. for a ``jsonb`` column: one
+        call into pydantic-core, several times faster than ``json.dumps(data_json())``.
+        Raises pydantic-core's ``PydanticSerializationError`` for data JSON cannot hold
+        (``bytes`` data, say)."""
+        data = self.data
+        if data is None:
+            return None
+        if isinstance(data, BaseModel):
+            return data.model_dump_json()
+        return to_json(data).decode()
 
 
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
