@@ -24,6 +24,7 @@ retry machinery reads: ``True`` means the same call may succeed if tried again l
     ├── EventError
     │   ├── EventEncodingError        an event could not be encoded or decoded
     │   ├── UnknownEventTypeError     no payload model is registered for an event type
+    │   ├── DeadLetterNotFoundError   no dead letter at that topic, partition and offset
     │   └── PublishError              an event could not be published        (retriable)
     │       └── PublishTimeoutError   the broker did not acknowledge in time  (retriable)
     ├── EventSourcingError
@@ -67,6 +68,7 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "ConflictError",
+    "DeadLetterNotFoundError",
     "DeadlineExceededError",
     "DependencyUnavailableError",
     "DuplicateEventError",
@@ -214,6 +216,11 @@ class EventEncodingError(EventError, ValueError):
 
 class UnknownEventTypeError(EventError, LookupError):
     """No payload model is registered for the event's ``type``."""
+
+
+class DeadLetterNotFoundError(EventError, LookupError):
+    """No dead-lettered message at the given topic, partition and offset (it may have
+    been removed by the topic's retention)."""
 
 
 class PublishError(EventError):

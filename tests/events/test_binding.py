@@ -132,3 +132,16 @@ def test_an_event_without_data_or_subject_still_has_a_kafka_value() -> None:
     message = to_kafka(event)
     assert message.key is None and message.value == b""
     assert from_kafka(message).data is None
+
+
+@given(data=json_values)
+def test_data_json_text_is_the_json_of_data_json(data: Any) -> None:
+    import json
+
+    event = CloudEvent[Any](source="s", type="t", data=data)
+    text = event.data_json_text()
+    assert (json.loads(text) if text is not None else None) == event.data_json()
+    typed = CloudEvent[TemplatePublished](
+        source="s", type="t", data=TemplatePublished(template_id="x", version=1)
+    )
+    assert json.loads(typed.data_json_text() or "") == typed.data_json()

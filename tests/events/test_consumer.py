@@ -8,13 +8,11 @@ import gc
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
-from events_support import read_topic
+from events_support import Backend, event, run_until
 
 from tracseq_kit.events import (
     DLT_HEADERS,
@@ -30,95 +28,6 @@ from tracseq_kit.telemetry import metrics_registry
 from tracseq_kit.testing import PostgresSchema
 
 pytestmark = pytest.mark.anyio
-
-
-class Backend:
-    """Publishing, consuming and reading raw topics on one kind of broker."""
-
-    def __init__(self, kind: str, bootstrap: str | None) -> None:
-        self.kind = kind
-        self.bootstrap = bootstrap
-        self.broker = InMemoryBroker() if kind == "memory" else None
-        self.publisher: EventPublisher | None = None
-
-    async def publish(self, topic: str, event: CloudEvent[Any]) -> None:
-        if self.broker is not None:
-            await self.broker.publish(topic, event)
-        else:
-            assert self.publisher is not None
-            await self.publisher.publish(topic, event)
-
-    async def publish_raw(self, topic: str, value: bytes) -> None:
-        if self.broker is not None:
-            self.broker._append(topic, b"k", value, [])
-            return
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait(topic, value, key=b"k")
-        finally:
-            await producer.stop()
-
-    def consumer(self, topics: list[str], handler: Any, **options: Any) -> EventConsumer:
-        group = f"g-{uuid.uuid4().hex[:8]}"
-        if self.broker is None and "topic_pattern" in options:
-            options.setdefault("metadata_max_age_ms", 300)  # find new topics quickly
-        if self.broker is not None:
-            return EventConsumer(
-                topics=topics,
-                group_id=group,
-                handler=handler,
-                broker=self.broker,
-                poll_timeout=0.05,
-                **options,
-            )
-        return EventConsumer(
-            topics=topics,
-            group_id=group,
-            handler=handler,
-            bootstrap_servers=self.bootstrap,
-            poll_timeout=0.1,
-            **options,
-        )
-
-    async def read(self, topic: str, n: int) -> list[Any]:
-        if self.broker is not None:
-            for _ in range(200):
-                if len(self.broker.messages(topic)) >= n:
-                    break
-                await asyncio.sleep(0.02)
-            return self.broker.messages(topic)
-        assert self.bootstrap is not None
-        return await read_topic(self.bootstrap, topic, n)
-
-
-@pytest.fixture(params=["memory", "kafka"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    if request.param == "memory":
-        yield Backend("memory", None)
-        return
-    bootstrap = request.getfixturevalue("kafka_bootstrap")
-    b = Backend("kafka", bootstrap)
-    async with EventPublisher(bootstrap) as publisher:
-        b.publisher = publisher
-        yield b
-
-
-def event(key: str, n: int) -> CloudEvent[Any]:
-    return CloudEvent[Any](source="/tests", type="tracseq.test", subject=key, data={"n": n})
-
-
-async def run_until(consumer: EventConsumer, done: Callable[[], bool]) -> None:
-    runner = asyncio.create_task(consumer.run())
-    try:
-        async with asyncio.timeout(40):
-            while not done():
-                if runner.done():
-                    runner.result()
-                await asyncio.sleep(0.02)
-    finally:
-        consumer.stop()
-        await asyncio.wait_for(runner, 20)
 
 
 async def test_every_event_once_in_order_per_key(backend: Backend, kafka_topic: Any) -> None:
@@ -390,3 +299,50 @@ async def test_a_topic_pattern_follows_matching_topics_and_their_retries(
         await asyncio.wait_for(runner, 20)
     assert sorted(n for _, n in seen) == [1, 2]
     assert (f"{base}.runs.retry.1", 2) in seen
+
+
+# The embedded broker (librdkafka's mock cluster) waits the session timeout less 1 s on
+# every rebalance; 2.5 s is the lowest session timeout its 3 s first join survives.
+EMBEDDED_GROUP_OPTIONS = {"session_timeout_ms": 2500, "heartbeat_interval_ms": 500}
+
+
+async def test_a_new_matching_topic_is_found_within_two_seconds_and_consumed(
+    kafka_bootstrap: str, kafka_topic: Any
+) -> None:
+    base = kafka_topic("fresh").replace(".", "-")
+    seen: list[tuple[str, float]] = []
+    loop = asyncio.get_running_loop()
+
+    async def handler(e: CloudEvent[Any], d: Delivery) -> None:
+        seen.append((d.topic, loop.time()))
+
+    consumer = EventConsumer(
+        topic_pattern=rf"{base}\.[a-z]+$",
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        handler=handler,
+        bootstrap_servers=kafka_bootstrap,
+        poll_timeout=0.1,
+        **EMBEDDED_GROUP_OPTIONS,
+    )
+    runner = asyncio.create_task(consumer.run())
+    try:
+        async with EventPublisher(kafka_bootstrap) as publisher:
+            await publisher.publish(f"{base}.first", event("k", 1))
+            async with asyncio.timeout(30):  # the consumer has joined and consumes
+                while not seen:  # noqa: ASYNC110 - polls the handler's list
+                    await asyncio.sleep(0.02)
+            created = loop.time()
+            await publisher.publish(f"{base}.second", event("k", 2))
+            async with asyncio.timeout(30):
+                while f"{base}.second" not in consumer._consumer.subscription():  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            found = loop.time() - created
+            async with asyncio.timeout(30):
+                while len(seen) < 2:  # noqa: ASYNC110 - polls the handler's list
+                    await asyncio.sleep(0.02)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(runner, 20)
+    handled = seen[1][1] - created
+    assert found < 2.0  # topic_refresh = 1 s by default
+    assert handled < 4.0  # + the embedded broker's 1.5 s rebalance wait, then a fetch

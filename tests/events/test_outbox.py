@@ -36,7 +36,7 @@ async def pool(postgres_schema: PostgresSchema) -> AsyncIterator[Any]:
         yield p
 
 
-def event(key: str, n: int) -> CloudEvent[Any]:
+def event(key: str | None, n: int) -> CloudEvent[Any]:
     return CloudEvent[Any](source="/tests", type="tracseq.test", subject=key, data={"n": n})
 
 
@@ -125,7 +125,7 @@ async def test_no_loss_while_kafka_is_down(
     await write(pool, outbox, topic, events[:50])
 
     class DeadPublisher:
-        async def send_message(self, topic: str, message: KafkaMessage) -> asyncio.Future[Any]:
+        async def publish_many(self, topic: str, messages: list[KafkaMessage]) -> int:
             from tracseq_kit import PublishError
 
             raise PublishError(f"no broker at {dead}")
@@ -193,24 +193,28 @@ async def test_purge_and_inbox_dedupe(pool: Any, kafka_bootstrap: str, kafka_top
 
     await write(pool, Outbox(), kafka_topic("purge"), [event("k", 1)])
     async with EventPublisher(kafka_bootstrap) as publisher:
-        relay = OutboxRelay(pool, publisher, retention=timedelta(0))
-        assert await relay.run_once() == 1
-        assert await relay.purge() == 1
+        kept = OutboxRelay(pool, publisher, retention=timedelta(microseconds=1))
+        assert await kept.run_once() == 1
+        assert await pool.fetchval("SELECT count(*) FROM tracseq_outbox") == 1  # marked
+        assert await kept.purge() == 1
+        await write(pool, Outbox(), kafka_topic("purge"), [event("k", 2)])
+        assert await OutboxRelay(pool, publisher).run_once() == 1  # default: deleted at once
+        assert await pool.fetchval("SELECT count(*) FROM tracseq_outbox") == 0
     inbox = Inbox(pool, consumer="group-a")
     effects: list[int] = []
 
     async def effect(conn: Any) -> None:
         effects.append(1)
 
-    assert await inbox.process("evt-1", effect)
-    assert not await inbox.process("evt-1", effect)
+    assert await inbox.process("/a", "evt-1", effect)
+    assert not await inbox.process("/a", "evt-1", effect)
 
     async def failing(conn: Any) -> None:
         raise ValueError("handler bug")
 
     with pytest.raises(ValueError):
-        await inbox.process("evt-2", failing)
-    assert await inbox.process("evt-2", effect)  # not recorded after the failure
+        await inbox.process("/a", "evt-2", failing)
+    assert await inbox.process("/a", "evt-2", effect)  # not recorded after the failure
     assert effects == [1, 1]
 
 
@@ -258,3 +262,100 @@ async def test_stopping_while_kafka_is_still_down_is_prompt(pool: Any) -> None:
     async with running_relay(pool, dead, stop_timeout=2.0):
         pass
     assert time.monotonic() - started < 3
+
+
+async def _waits_for_a_lock(pool: Any, pid: int) -> bool:
+    state = await pool.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid)
+    return state == "Lock"
+
+
+async def test_same_key_writers_committing_out_of_id_order_keep_the_kafka_order(
+    pool: Any, kafka_bootstrap: str, kafka_topic: Any
+) -> None:
+    topic = kafka_topic("race")
+    outbox = Outbox()
+    async with pool.acquire() as first, pool.acquire() as second:
+        early = first.transaction()
+        await early.start()
+        await outbox.add(first, topic, event("sample-1", 1))  # the lower id, still open
+        late = second.transaction()
+        await late.start()
+        writing = asyncio.create_task(outbox.add(second, topic, event("sample-1", 2)))
+        async with asyncio.timeout(20):  # either it waits for the key, or it wrote already
+            while not writing.done() and not await _waits_for_a_lock(  # noqa: ASYNC110 - polls PostgreSQL
+                pool, second.get_server_pid()
+            ):
+                await asyncio.sleep(0.02)
+        async with EventPublisher(kafka_bootstrap) as publisher:
+            relay = OutboxRelay(pool, publisher)
+            committed_late = False
+            if writing.done():  # no key lock: the higher id commits first
+                await late.commit()
+                committed_late = True
+            await relay.run_once()  # publishes whatever is committed by now
+            await early.commit()
+            await asyncio.wait_for(writing, 20)
+            if not committed_late:
+                await late.commit()
+            while await relay.run_once():
+                pass
+    got = await consume(kafka_bootstrap, topic, 2)
+    assert [e.data["n"] for e in got] == [1, 2]
+
+
+async def test_writers_of_other_keys_do_not_wait(pool: Any) -> None:
+    outbox = Outbox()
+    async with pool.acquire() as first, pool.acquire() as second:
+        async with first.transaction():
+            await outbox.add(first, "t", event("key-a", 1))
+            async with second.transaction():  # a different key: no waiting
+                await asyncio.wait_for(outbox.add(second, "t", event("key-b", 1)), 5)
+                await asyncio.wait_for(outbox.add(second, "t", event(None, 2)), 5)
+
+
+async def test_a_record_kafka_refuses_for_good_holds_back_only_its_key(pool: Any) -> None:
+    from tracseq_kit import PublishError
+
+    topic = "refusing"
+    await write(pool, Outbox(), topic, [event("bad", 1), event("good", 2), event("bad", 3)])
+    sent: list[int] = []
+
+    class Refusing:
+        async def publish_many(self, topic: str, messages: list[KafkaMessage]) -> int:
+            error = PublishError("MessageSizeTooLargeError")
+            error.retriable = False
+            raise error
+
+        async def send_message(self, topic: str, message: KafkaMessage) -> asyncio.Future[Any]:
+            if message.key == b"bad":
+                raise PublishError("MessageSizeTooLargeError")
+            sent.append(json.loads(message.value or b"")["n"])
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+    relay = OutboxRelay(pool, Refusing())
+    with pytest.raises(Exception, match="not published"):
+        await relay.run_once()
+    assert sent == [2]
+    left = await pool.fetch(
+        "SELECT key, attempts FROM tracseq_outbox WHERE published_at IS NULL ORDER BY id"
+    )
+    assert [(r["key"], r["attempts"]) for r in left] == [("bad", 1), ("bad", 1)]
+
+
+async def test_thousands_of_keys_in_one_transaction_hold_a_bounded_number_of_locks(
+    pool: Any,
+) -> None:
+    # PostgreSQL's lock table is shared and small; a lock per key would run it out
+    events = [
+        CloudEvent[dict[str, int]](source="/t", type="t.bulk", subject=f"k-{i}", data={"i": i})
+        for i in range(20_000)
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        ids = await Outbox().add_many(conn, "bulk", events)
+        held = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )
+    assert len(ids) == 20_000 and ids == sorted(ids)
+    assert 0 < held <= 256

@@ -3,7 +3,8 @@
 - ``tracseq dev``: the local development stack on embedded servers, until Ctrl-C.
 - ``tracseq health``: the gateway's (or a service's) health report.
 - ``tracseq templates list|show|create|publish|validate``: sample-sheet templates.
-- ``tracseq events query|tail|publish|replay``: the event store.
+- ``tracseq events query|tail|publish|replay``: the event store;
+  ``tracseq events schemas|check-compat``: event contracts of a registry (no server).
 
 The API commands use :class:`~tracseq_kit.client.TracSeqClient` and take ``--base-url``
 (``$TRACSEQ_BASE_URL``, default the local gateway), ``--token`` (``$TRACSEQ_API_TOKEN``),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracseq_kit._exceptions import ConfigurationError
 from tracseq_kit.cli import _output as out
+from tracseq_kit.cli._schemas import add_schema_commands
 from tracseq_kit.client import TracSeqClient
 
 __all__ = ["add_api_commands", "client_options"]
@@ -114,6 +115,7 @@ def add_api_commands(subparsers: Subparsers) -> None:
     replay.add_argument("topic", help="the Kafka topic to publish to")
     _event_filters(replay, times=True)
     replay.add_argument("--no-wait", action="store_true", help="start the job and return")
+    add_schema_commands(events, parents=[common])
 
 
 def _limit(parser: argparse.ArgumentParser, default: int) -> None:

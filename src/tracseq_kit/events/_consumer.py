@@ -9,10 +9,10 @@ import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from opentelemetry import context as otel_context
+from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
@@ -24,13 +24,15 @@ from tracseq_kit._exceptions import (
     UnknownEventTypeError,
 )
 from tracseq_kit.events._binding import KafkaMessage, from_kafka
-from tracseq_kit.events._cloudevent import CloudEvent, EventRegistry
+from tracseq_kit.events._cloudevent import CloudEvent
+from tracseq_kit.events._inbox import Inbox
 from tracseq_kit.events._memory import InMemoryBroker
-from tracseq_kit.events._outbox import Inbox
+from tracseq_kit.events._registry import EventRegistry
+from tracseq_kit.events._tracing import consumer_span, span_context_of, tracer_for
 from tracseq_kit.telemetry import metrics_registry
 from tracseq_kit.telemetry._propagation import extract_kafka_context
 
-__all__ = ["DLT_HEADERS", "Delivery", "EventConsumer"]
+__all__ = ["DLT_HEADERS", "BatchHandler", "Delivery", "EventBatch", "EventConsumer", "Handler"]
 
 logger = logging.getLogger("tracseq_kit.events")
 
@@ -60,6 +62,27 @@ class Delivery:
 
 
 Handler = Callable[[CloudEvent[Any], Delivery], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Consecutive events of one partition for a batch handler, in offset order.
+
+    ``events[i]`` came with ``deliveries[i]``. With an :class:`Inbox`, events already
+    handled are left out (``skipped`` counts them) and ``conn`` is the connection of the
+    transaction that records the batch in the inbox: store the events on it, with one
+    statement for the batch, and both commit together.
+    """
+
+    topic: str
+    partition: int
+    events: Sequence[CloudEvent[Any]]
+    deliveries: Sequence[Delivery]
+    conn: Any = None
+    skipped: int = 0
+
+
+BatchHandler = Callable[[EventBatch], Awaitable[object]]
 
 
 class _DependencyDown(Exception):
@@ -94,10 +117,29 @@ class EventConsumer:
     With ``inbox`` the handler runs inside a transaction that records the event id, so a
     redelivered event has no second effect.
 
+    With ``batch_handler`` instead of ``handler``, each partition's fetched records
+    are handed over as one :class:`EventBatch` (invalid messages dead-lettered first),
+    inside one ``inbox`` transaction when there is an inbox: the way to store events
+    with one statement per batch. Fetches are gathered for up to ``batch_wait``
+    seconds, until about ``batch_size`` records, as each call costs a transaction. If
+    the batch handler fails, the batch's events are
+    handled again one by one (each as a batch of one), so a bad event goes its own way
+    through the retry and dead-letter topics while the others are stored.
+
     ``topic_pattern`` (a regular expression matched from the start of the name, as
     aiokafka does: end it with ``$``) subscribes to every matching topic, also ones
-    created later (found at each metadata refresh, 5 s by default); make it match the
-    retry topics too (``<topic>.retry.<n>``) but not the ``.dlt`` ones.
+    created later, found at each metadata refresh (every ``topic_refresh`` seconds);
+    make it match the retry topics too (``<topic>.retry.<n>``) but not the ``.dlt``
+    ones. A new topic joins the assignment through a group rebalance: a real broker
+    completes it once the members rejoined, but the embedded broker (librdkafka's mock
+    cluster, of ``tracseq dev`` and the tests) waits the session timeout less one
+    second, so against it pass ``session_timeout_ms=2500, heartbeat_interval_ms=500``
+    (a real broker refuses session timeouts below its minimum, 6 s by default).
+
+    Tracing: each event is handled in a ``process <topic>`` CONSUMER span, a child of
+    the trace context the message carries (the publishing request), with the
+    OpenTelemetry messaging attributes; a batch gets one span linked to its messages.
+    With an inbox, :meth:`Inbox.purge_if_due` runs between fetches.
 
     Connect to Kafka with ``bootstrap_servers`` (aiokafka options pass through
     ``consumer_options``) or use ``broker=InMemoryBroker()`` in tests. :meth:`run`
@@ -116,7 +158,8 @@ class EventConsumer:
         topics: Sequence[str] = (),
         topic_pattern: str | None = None,
         group_id: str,
-        handler: Handler,
+        handler: Handler | None = None,
+        batch_handler: BatchHandler | None = None,
         bootstrap_servers: str | None = None,
         broker: InMemoryBroker | None = None,
         registry: EventRegistry | None = None,
@@ -127,8 +170,16 @@ class EventConsumer:
         handler_timeout: float = 30.0,
         shutdown_timeout: float = 10.0,
         poll_timeout: float = 0.5,
+        topic_refresh: float = 1.0,
+        batch_size: int = 2000,
+        batch_wait: float = 0.05,
+        tracer_provider: TracerProvider | None = None,
         **consumer_options: Any,
     ) -> None:
+        if (handler is None) == (batch_handler is None):
+            raise ConfigurationError("pass exactly one of handler= or batch_handler=")
+        if topic_refresh <= 0:
+            raise ConfigurationError("topic_refresh must be > 0 seconds")
         if (bootstrap_servers is None) == (broker is None):
             raise ConfigurationError("pass exactly one of bootstrap_servers= or broker=")
         if not topics and topic_pattern is None:
@@ -145,6 +196,10 @@ class EventConsumer:
         self.topics = list(topics)
         self.group_id = group_id
         self._handler = handler
+        self._batch_handler = batch_handler
+        self._batch_size = batch_size
+        self._batch_wait = batch_wait
+        self._tracer = tracer_for(tracer_provider)
         self._registry = registry
         self._delays = list(retry_delays)
         self._pause_on = pause_on
@@ -173,7 +228,7 @@ class EventConsumer:
             options["enable_auto_commit"] = False
             if topic_pattern is not None:
                 # New matching topics are found at each metadata refresh.
-                options.setdefault("metadata_max_age_ms", 5000)
+                options.setdefault("metadata_max_age_ms", int(topic_refresh * 1000))
                 self._consumer = AIOKafkaConsumer(
                     bootstrap_servers=bootstrap_servers, group_id=group_id, **options
                 )
@@ -212,9 +267,13 @@ class EventConsumer:
         try:
             while not self._stopping:
                 self._resume_due()
+                if self._inbox is not None:
+                    await self._purge_inbox()
                 batch = await self._consumer.getmany(timeout_ms=self._poll_ms)
                 if not batch:
                     continue
+                if self._batch_handler is not None:
+                    await self._gather(batch)
                 tasks = [
                     asyncio.create_task(self._partition(tp, records))
                     for tp, records in batch.items()
@@ -233,6 +292,31 @@ class EventConsumer:
         finally:
             await self._consumer.stop()
             await self._producer.stop()
+
+    async def _gather(self, batch: dict[Any, list[Any]]) -> None:
+        """Fetch more for up to ``batch_wait`` seconds, until ``batch_size`` records: a
+        broker may hand out one small record batch per partition and fetch, and each
+        handler call costs a transaction."""
+        total = sum(len(records) for records in batch.values())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._batch_wait
+        while total < self._batch_size and not self._stopping:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            more = await self._consumer.getmany(timeout_ms=max(1, int(left * 1000)))
+            if not more:
+                return
+            for tp, records in more.items():
+                batch.setdefault(tp, []).extend(records)
+                total += len(records)
+
+    async def _purge_inbox(self) -> None:
+        assert self._inbox is not None
+        try:
+            await self._inbox.purge_if_due()
+        except Exception as exc:  # the database is down: purging waits for the next time
+            logger.warning("%s: purging the inbox failed (%s)", self.group_id, exc)
 
     async def _drain(
         self, tasks: list[asyncio.Task[Any]]
@@ -256,6 +340,8 @@ class EventConsumer:
     async def _partition(self, tp: Any, records: Sequence[Any]) -> tuple[Any, int | None]:
         """Handle one partition's records in order; returns the offset to commit."""
         next_offset: int | None = None
+        if self._batch_handler is not None:
+            records, next_offset = await self._batch(tp, records)
         for record in records:
             headers = [(k, bytes(v)) for k, v in (record.headers or ())]
             hdr = dict(headers)
@@ -270,24 +356,122 @@ class EventConsumer:
             try:
                 await self._one(record, headers, hdr)
             except _DependencyDown as down:
-                pause = min(self._max_pause, self._paused_for.get(tp, 0.5) * 2)
-                self._paused_for[tp] = pause
-                logger.warning(
-                    "%s: handling %s offset %s failed (%s); partition paused %.0f s",
-                    self.group_id,
-                    record.topic,
-                    record.offset,
-                    down.cause,
-                    pause,
-                )
-                self._consumed[down.origin, "paused"] += 1
-                self._consumer.pause(tp)
-                self._consumer.seek(tp, record.offset)
-                self._resume_at[tp] = time.time() + pause
+                self._pause(tp, record, down)
                 break
             self._paused_for.pop(tp, None)
             next_offset = record.offset + 1
         return tp, next_offset
+
+    async def _batch(self, tp: Any, records: Sequence[Any]) -> tuple[Sequence[Any], int | None]:
+        """Batch mode: hand the due, valid records to the batch handler at once.
+
+        Returns the records left to handle one by one (all of them when the batch
+        failed, from the first not-yet-due one otherwise) and the offset to commit.
+        """
+        now_ms = time.time() * 1000
+        events: list[CloudEvent[Any]] = []
+        deliveries: list[Delivery] = []
+        taken: list[Any] = []
+        registry, unknown_ok = self._registry, self._registry is None
+        for index, record in enumerate(records):
+            headers = list(record.headers or ())  # (str, bytes) pairs already
+            attempt, not_before = 1, None
+            for name, _ in headers:  # ours are rare: one cheap pass to find them
+                if name.startswith("tracseq-"):
+                    hdr = dict(headers)
+                    not_before = _int(hdr.get(NOT_BEFORE))
+                    attempt = (_int(hdr.get(ATTEMPT)) or 0) + 1
+                    break
+            if not_before is not None and not_before > now_ms:
+                rest = records[index:]
+                break
+            try:
+                event = from_kafka(
+                    KafkaMessage(record.key, record.value, headers),
+                    registry,
+                    allow_unknown=unknown_ok,
+                )
+            except (EventEncodingError, UnknownEventTypeError) as exc:
+                await self._dead_letter(record, headers, _origin(record), attempt, exc)
+                continue
+            events.append(event)
+            deliveries.append(
+                Delivery(record.topic, record.partition, record.offset, attempt, headers)
+            )
+            taken.append(record)
+        else:
+            rest = ()
+        done = len(records) - len(rest)  # handed over or dead-lettered
+        done_offset = records[done - 1].offset + 1 if done else None
+        if not taken:
+            return rest, done_offset
+        try:
+            await asyncio.wait_for(
+                self._handle_batch(tp, taken, events, deliveries), self._handler_timeout
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self._pause_on and isinstance(exc, self._pause_on):
+                self._pause(tp, taken[0], _DependencyDown(exc, _origin(taken[0])))
+                return (), None
+            logger.info("%s: a batch of %s failed (%r): one by one", self.group_id, tp, exc)
+            return [*taken, *rest], None  # handled again singly: retries and dead letters
+        self._paused_for.pop(tp, None)
+        self.handled += len(taken)
+        for origin, count in collections.Counter(map(_origin, taken)).items():
+            self._consumed[origin, "handled"] += count
+        return rest, done_offset
+
+    async def _handle_batch(
+        self,
+        tp: Any,
+        records: Sequence[Any],
+        events: list[CloudEvent[Any]],
+        deliveries: list[Delivery],
+    ) -> None:
+        assert self._batch_handler is not None
+        with consumer_span(
+            self._tracer, tp.topic, tp.partition, records, group=self.group_id
+        ) as span:
+            if span.is_recording():  # links cost a header parse each: only when traced
+                for d in deliveries[:128]:
+                    carried = span_context_of(extract_kafka_context(d.headers))
+                    if carried is not None:
+                        span.add_link(carried)
+            if self._inbox is None:
+                await self._batch_handler(EventBatch(tp.topic, tp.partition, events, deliveries))
+                return
+            async with self._inbox.pool.acquire() as conn, conn.transaction():
+                fresh = await self._inbox.claim(conn, events)
+                kept = [i for i, new in enumerate(fresh) if new]
+                if kept:
+                    await self._batch_handler(
+                        EventBatch(
+                            tp.topic,
+                            tp.partition,
+                            [events[i] for i in kept],
+                            [replace(deliveries[i], conn=conn) for i in kept],
+                            conn,
+                            len(events) - len(kept),
+                        )
+                    )
+
+    def _pause(self, tp: Any, record: Any, down: _DependencyDown) -> None:
+        pause = min(self._max_pause, self._paused_for.get(tp, 0.5) * 2)
+        self._paused_for[tp] = pause
+        logger.warning(
+            "%s: handling %s offset %s failed (%s); partition paused %.0f s",
+            self.group_id,
+            record.topic,
+            record.offset,
+            down.cause,
+            pause,
+        )
+        self._consumed[down.origin, "paused"] += 1
+        self._consumer.pause(tp)
+        self._consumer.seek(tp, record.offset)
+        self._resume_at[tp] = time.time() + pause
 
     async def _one(
         self, record: Any, headers: list[tuple[str, bytes]], hdr: dict[str, bytes]
@@ -301,9 +485,16 @@ class EventConsumer:
             await self._dead_letter(record, headers, origin, attempt, exc)
             return
         delivery = Delivery(record.topic, record.partition, record.offset, attempt, headers)
-        token = otel_context.attach(extract_kafka_context(headers))
         try:
-            await asyncio.wait_for(self._handle(event, delivery), self._handler_timeout)
+            with consumer_span(
+                self._tracer,
+                record.topic,
+                record.partition,
+                [record],
+                group=self.group_id,
+                parent=extract_kafka_context(headers),
+            ):
+                await asyncio.wait_for(self._handle(event, delivery), self._handler_timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -314,18 +505,32 @@ class EventConsumer:
             else:
                 await self._dead_letter(record, headers, origin, attempt, exc)
             return
-        finally:
-            otel_context.detach(token)
         self.handled += 1
         self._consumed[origin, "handled"] += 1
 
     async def _handle(self, event: CloudEvent[Any], delivery: Delivery) -> None:
+        if self._handler is None:  # batch mode, one event at a time after a failed batch
+            assert self._batch_handler is not None
+            if self._inbox is None:
+                batch = EventBatch(delivery.topic, delivery.partition, [event], [delivery])
+                await self._batch_handler(batch)
+                return
+            async with self._inbox.pool.acquire() as conn, conn.transaction():
+                (fresh,) = await self._inbox.claim(conn, [event])
+                if fresh:
+                    one = replace(delivery, conn=conn)
+                    await self._batch_handler(
+                        EventBatch(delivery.topic, delivery.partition, [event], [one], conn)
+                    )
+            return
         if self._inbox is None:
             await self._handler(event, delivery)
             return
 
+        handler = self._handler
+
         async def effect(conn: Any) -> None:
-            await self._handler(
+            await handler(
                 event,
                 Delivery(
                     delivery.topic,
@@ -337,7 +542,7 @@ class EventConsumer:
                 ),
             )
 
-        await self._inbox.process(event.id, effect)
+        await self._inbox.process(event.source, event.id, effect)
 
     def _forward_headers(
         self,
@@ -415,6 +620,13 @@ class EventConsumer:
             topic,
             exc,
         )
+
+
+def _origin(record: Any) -> str:
+    for name, value in record.headers or ():
+        if name == ORIGINAL_TOPIC:
+            return bytes(value).decode()
+    return str(record.topic)
 
 
 def _int(raw: bytes | None) -> int | None:

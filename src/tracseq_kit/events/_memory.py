@@ -6,7 +6,7 @@ import asyncio
 import re
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -75,6 +75,18 @@ class InMemoryBroker:
         """Store ``event`` as the Kafka binding would encode it."""
         m = to_kafka(event, mode=mode)
         return self._append(topic, m.key, m.value, m.headers)
+
+    async def publish_many(
+        self, topic: str, events: Iterable[CloudEvent[Any] | KafkaMessage]
+    ) -> int:
+        """Store a batch (events encoded, messages as they are), like
+        :meth:`EventPublisher.publish_many`; returns the count."""
+        count = 0
+        for item in events:
+            m = item if isinstance(item, KafkaMessage) else to_kafka(item)
+            self._append(topic, m.key, m.value, m.headers)
+            count += 1
+        return count
 
     async def send_message(self, topic: str, message: KafkaMessage) -> asyncio.Future[Any]:
         """The :class:`EventPublisher` method the outbox relay uses."""

@@ -7,40 +7,53 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from importlib.resources import files
 from typing import Any
 
-from opentelemetry import context as otel_context
-
 from tracseq_kit.db import apply_migrations
 from tracseq_kit.events._binding import ContentMode, KafkaMessage, to_kafka
 from tracseq_kit.events._cloudevent import CloudEvent
-from tracseq_kit.telemetry._propagation import extract_kafka_context, kafka_trace_headers
+from tracseq_kit.telemetry._propagation import kafka_trace_headers
 
-__all__ = ["Inbox", "Outbox", "OutboxRelay", "migrate", "running_relay"]
+__all__ = ["Outbox", "OutboxRelay", "migrate", "running_relay"]
 
 logger = logging.getLogger("tracseq_kit.events")
 
 CHANNEL = "tracseq_outbox"
 
-_HEADS = """
-SELECT o.id, o.key FROM tracseq_outbox o
-WHERE o.published_at IS NULL
-  AND NOT EXISTS (
-      SELECT 1 FROM tracseq_outbox p
-      WHERE p.published_at IS NULL AND p.key = o.key AND p.id < o.id)
-ORDER BY o.id
-LIMIT $1
-FOR UPDATE OF o SKIP LOCKED
+# Advisory locks in the two-int form (never met by the one-bigint locks of
+# tracseq_kit.db's migrations), scoped to this outbox table: (its oid, hash of a key) for
+# writers, (its oid, 0) for the relay's round, so services that share a database but not
+# an outbox table never wait on each other.
+_TABLE_OID = "'tracseq_outbox'::regclass::oid::int"
+# One statement: lock every key of the batch (sorted, so two writers never wait on each
+# other in a circle), then insert in the given order. The locks are taken before any id is
+# drawn, so per key ids follow commit order: an uncommitted lower id cannot exist.
+_KEY_BUCKETS = 256
+"""Keys lock in this many buckets (1..256; 0 is the relay's lock): a transaction holds at
+most this many advisory locks however many keys it writes (PostgreSQL's lock table is
+small: max_locks_per_transaction x max_connections), at the price of two keys of one
+bucket waiting for each other now and then."""
+_INSERT = f"""
+WITH locked AS MATERIALIZED (
+    SELECT count(pg_advisory_xact_lock({_TABLE_OID}, b)) AS n
+    FROM (SELECT DISTINCT (hashtext(k) & {_KEY_BUCKETS - 1}) + 1 AS b
+          FROM unnest($2::text[]) AS k WHERE k IS NOT NULL ORDER BY b) AS keys
+)
+INSERT INTO tracseq_outbox (topic, key, value, headers, trace_context)
+SELECT $1, t.k, t.v, t.h::jsonb, $5::jsonb
+FROM locked, unnest($2::text[], $3::bytea[], $4::text[]) WITH ORDINALITY AS t(k, v, h, n)
+ORDER BY t.n
+RETURNING id
 """
-_RUNS = """
+_PENDING = """
 SELECT id, topic, key, value, headers, trace_context FROM tracseq_outbox
-WHERE published_at IS NULL AND (key = ANY($1::text[]) OR id = ANY($2::bigint[]))
+WHERE published_at IS NULL
 ORDER BY id
-LIMIT $3
+LIMIT $1
 """
 
 
@@ -58,6 +71,14 @@ class Outbox:
     message (key, value, headers) with the current trace context, and notifies the
     relay; if the caller's transaction rolls back, the event was never written. Create
     the tables with :func:`migrate`.
+
+    Order per key holds whatever the writers do: each call takes a transaction-scoped
+    advisory lock per key (keys hashed into 256 buckets, so a transaction writing
+    thousands of keys holds at most 256 locks) before drawing ids, so a second
+    transaction writing the same key waits until the first one commits or rolls back. Keep transactions that write
+    events short, and write several keys in one :meth:`add_many` (it locks them in a
+    fixed order) rather than in calls whose key order differs between transactions:
+    otherwise PostgreSQL may detect a deadlock and abort one of them.
     """
 
     def __init__(self, *, mode: ContentMode = "binary") -> None:
@@ -74,7 +95,8 @@ class Outbox:
         self, conn: Any, topic: str, events: Sequence[CloudEvent[Any]], *, key: str | None = None
     ) -> list[int]:
         """Insert several events in one statement (one round trip); returns their ids,
-        in order. Order per key is the order given."""
+        in order. Order per key is the order given. Waits while another open
+        transaction holds one of the keys (see the class docstring)."""
         trace = json.dumps({k: v.decode("latin-1") for k, v in kafka_trace_headers()})
         keys: list[str | None] = []
         values: list[bytes | None] = []
@@ -84,18 +106,7 @@ class Outbox:
             keys.append(key if key is not None else (message.key.decode() if message.key else None))
             values.append(message.value)
             headers.append(json.dumps([[k, v.decode("latin-1")] for k, v in message.headers]))
-        rows = await conn.fetch(
-            """INSERT INTO tracseq_outbox (topic, key, value, headers, trace_context)
-               SELECT $1, k, v, h::jsonb, $5::jsonb
-               FROM unnest($2::text[], $3::bytea[], $4::text[]) WITH ORDINALITY AS t(k, v, h, n)
-               ORDER BY n
-               RETURNING id""",
-            topic,
-            keys,
-            values,
-            headers,
-            trace,
-        )
+        rows = await conn.fetch(_INSERT, topic, keys, values, headers, trace)
         await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
         return sorted(r["id"] for r in rows)
 
@@ -104,14 +115,22 @@ class OutboxRelay:
     """Publishes pending outbox rows to Kafka, in id order per key, and marks them.
 
     Woken by ``LISTEN tracseq_outbox`` (the NOTIFY of :meth:`Outbox.add`), with polling
-    every ``poll_interval`` seconds as fallback. Each round claims the first pending row
-    of up to ``batch_size`` keys with ``FOR UPDATE SKIP LOCKED`` — so another relay never
-    takes a key this one holds — then publishes that key's pending rows in order
-    (pipelined) and marks the acknowledged prefix of each key published in the same
-    transaction. Rows that fail stay pending and are retried with exponential backoff
-    (``backoff``) while Kafka is down; nothing is lost. After a crash between publishing
-    and marking, rows are published again: consumers dedupe by event id (:class:`Inbox`).
-    Published rows older than ``retention`` are purged every ``purge_interval`` s.
+    every ``poll_interval`` seconds as fallback. A round takes the relay lock (a
+    transaction-scoped advisory lock: while one relay publishes, another relay's round
+    returns 0 at once, so several service instances never interleave a key), reads the
+    first ``batch_size`` pending rows in id order, publishes each topic's rows with one
+    :meth:`EventPublisher.publish_many` (record batches per partition, one wait) and
+    marks them published in the same transaction. Since :class:`Outbox` serialises the
+    writers of a key, the pending rows of a key are always visible in id order.
+
+    When Kafka does not acknowledge a topic's rows, they stay pending (``attempts``,
+    ``last_error``) and the next rounds retry them with exponential backoff
+    (``backoff``); nothing is lost. A record Kafka refuses for good (say, too large)
+    makes the round fall back to one message at a time for that topic, so only that
+    row's key waits. A crash between publishing and marking publishes rows again:
+    consumers dedupe by ``(source, id)`` (:class:`Inbox`). Published rows are deleted
+    at once, unless ``retention`` is set: then they are marked ``published_at`` (to be
+    inspected) and purged every ``purge_interval`` s once older than ``retention``.
     """
 
     def __init__(
@@ -119,10 +138,10 @@ class OutboxRelay:
         pool: Any,
         publisher: Any,
         *,
-        batch_size: int = 500,
+        batch_size: int = 5000,
         poll_interval: float = 1.0,
         backoff: tuple[float, float] = (0.1, 10.0),
-        retention: timedelta = timedelta(days=7),
+        retention: timedelta = timedelta(0),
         purge_interval: float = 300.0,
         publish_timeout: float = 30.0,
     ) -> None:
@@ -132,6 +151,12 @@ class OutboxRelay:
         self._poll = poll_interval
         self._backoff_min, self._backoff_max = backoff
         self._retention = retention
+        # Deleting a published row costs a fifth of marking it (no index entries).
+        self._mark = (
+            "UPDATE tracseq_outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+            if retention > timedelta(0)
+            else "DELETE FROM tracseq_outbox WHERE id = ANY($1::bigint[])"
+        )
         self._purge_interval = purge_interval
         self._publish_timeout = publish_timeout
         self._wake = asyncio.Event()
@@ -149,52 +174,25 @@ class OutboxRelay:
         self._wake.set()
 
     async def run_once(self) -> int:
-        """Publish one round; returns how many rows were published. Raises nothing for
-        Kafka failures (they are counted and the rows stay pending)."""
+        """Publish one round; returns how many rows were published (0 when another
+        relay holds the round). Kafka failures leave the rows pending and raise a
+        private error that :meth:`run` turns into a backoff."""
         async with self._pool.acquire() as conn, conn.transaction():
-            heads = await conn.fetch(_HEADS, self._batch)
-            if not heads:
+            if not await conn.fetchval(f"SELECT pg_try_advisory_xact_lock({_TABLE_OID}, 0)"):
                 return 0
-            keys = [h["key"] for h in heads if h["key"] is not None]
-            lone = [h["id"] for h in heads if h["key"] is None]
-            rows = await conn.fetch(_RUNS, keys, lone, self._batch * 10)
-            sent: list[tuple[Any, asyncio.Future[Any] | BaseException]] = []
+            rows = await conn.fetch(_PENDING, self._batch)
+            if not rows:
+                return 0
+            by_topic: dict[str, list[Any]] = {}
             for row in rows:
-                try:
-                    future = await self._send(row)
-                except Exception as exc:
-                    sent.append((row, exc))
-                else:
-                    sent.append((row, future))
-            futures = [o for _, o in sent if isinstance(o, asyncio.Future)]
-            if futures:  # one bounded wait for the whole round, not a timer per row
-                await asyncio.wait(futures, timeout=self._publish_timeout)
-            done: list[int] = []
-            failed: dict[int, str] = {}
-            blocked: set[str] = set()  # keys with a failed row: later rows wait
-            for row, outcome in sent:
-                error: BaseException | None = None
-                if isinstance(outcome, BaseException):
-                    error = outcome
-                elif not outcome.done():
-                    outcome.cancel()
-                    error = TimeoutError(f"no acknowledgement within {self._publish_timeout}s")
-                elif outcome.cancelled():
-                    error = asyncio.CancelledError()
-                else:
-                    error = outcome.exception()
-                key = row["key"]
-                if error is None and (key is None or key not in blocked):
-                    done.append(row["id"])
-                else:
-                    if key is not None:
-                        blocked.add(key)
-                    failed[row["id"]] = repr(error) if error else "an earlier row of its key failed"
+                by_topic.setdefault(row["topic"], []).append(row)
+            outcomes = await asyncio.gather(
+                *(self._publish_topic(topic, batch) for topic, batch in by_topic.items())
+            )
+            done = [row_id for ok, _ in outcomes for row_id in ok]
+            failed = {row_id: why for _, bad in outcomes for row_id, why in bad.items()}
             if done:
-                await conn.execute(
-                    "UPDATE tracseq_outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-                    done,
-                )
+                await conn.execute(self._mark, done)
             if failed:
                 await conn.executemany(
                     "UPDATE tracseq_outbox SET attempts = attempts + 1, last_error = $2"
@@ -207,19 +205,54 @@ class OutboxRelay:
             raise _RoundFailed(len(failed))
         return len(done)
 
-    async def _send(self, row: Any) -> asyncio.Future[Any]:
-        headers = [(k, v.encode("latin-1")) for k, v in json.loads(row["headers"])]
-        trace = json.loads(row["trace_context"])
-        message = KafkaMessage(
-            row["key"].encode() if row["key"] is not None else None, row["value"], headers
-        )
-        token = otel_context.attach(
-            extract_kafka_context([(k, v.encode("latin-1")) for k, v in trace.items()])
-        )
+    async def _publish_topic(self, topic: str, rows: list[Any]) -> tuple[list[int], dict[int, str]]:
+        """Publish one topic's rows of a round: (published ids, failed id -> error)."""
+        messages = [_message(row) for row in rows]
         try:
-            return await self._publisher.send_message(row["topic"], message)  # type: ignore[no-any-return]
-        finally:
-            otel_context.detach(token)
+            # The send span links to the writers' contexts that the messages carry.
+            await self._publisher.publish_many(topic, messages)
+        except Exception as exc:
+            if getattr(exc, "retriable", True):
+                return [], {row["id"]: repr(exc) for row in rows}
+            logger.warning("outbox relay: %s refused %r; one message at a time", topic, exc)
+            return await self._publish_one_by_one(rows, messages)
+        return [row["id"] for row in rows], {}
+
+    async def _publish_one_by_one(
+        self, rows: list[Any], messages: list[KafkaMessage]
+    ) -> tuple[list[int], dict[int, str]]:
+        """The slow path: a future per row, so only the keys of refused rows wait."""
+        sent: list[tuple[Any, asyncio.Future[Any] | BaseException]] = []
+        for row, message in zip(rows, messages, strict=True):
+            try:
+                sent.append((row, await self._publisher.send_message(row["topic"], message)))
+            except Exception as exc:
+                sent.append((row, exc))
+        futures = [o for _, o in sent if isinstance(o, asyncio.Future)]
+        if futures:  # one bounded wait for the whole round, not a timer per row
+            await asyncio.wait(futures, timeout=self._publish_timeout)
+        done: list[int] = []
+        failed: dict[int, str] = {}
+        blocked: set[str] = set()  # keys with a failed row: later rows wait
+        for row, outcome in sent:
+            error: BaseException | None = None
+            if isinstance(outcome, BaseException):
+                error = outcome
+            elif not outcome.done():
+                outcome.cancel()
+                error = TimeoutError(f"no acknowledgement within {self._publish_timeout}s")
+            elif outcome.cancelled():
+                error = asyncio.CancelledError()
+            else:
+                error = outcome.exception()
+            key = row["key"]
+            if error is None and (key is None or key not in blocked):
+                done.append(row["id"])
+            else:
+                if key is not None:
+                    blocked.add(key)
+                failed[row["id"]] = repr(error) if error else "an earlier row of its key failed"
+        return done, failed
 
     async def purge(self) -> int:
         """Delete published rows older than ``retention``; returns how many."""
@@ -351,34 +384,17 @@ async def running_relay(
             await asyncio.gather(task, return_exceptions=True)
 
 
+def _message(row: Any) -> KafkaMessage:
+    """An outbox row as the message to send, with its writer's trace context."""
+    headers = [(k, v.encode("latin-1")) for k, v in json.loads(row["headers"])]
+    trace = row["trace_context"]
+    if trace != "{}":
+        headers.extend((k, v.encode("latin-1")) for k, v in json.loads(trace).items())
+    key = row["key"]
+    return KafkaMessage(key.encode() if key is not None else None, row["value"], headers)
+
+
 class _RoundFailed(Exception):
     def __init__(self, count: int) -> None:
         super().__init__(f"{count} rows not published")
         self.count = count
-
-
-class Inbox:
-    """Remembers which event ids a consumer group has handled (``tracseq_inbox``).
-
-    ``await inbox.process(event_id, effect)`` runs ``effect(conn)`` inside a transaction
-    that also records the id; an id already recorded skips the effect and returns
-    False. If the effect raises, nothing is recorded, so a retry runs it again.
-    """
-
-    def __init__(self, pool: Any, *, consumer: str) -> None:
-        self._pool = pool
-        self._consumer = consumer
-
-    async def process(self, event_id: str, effect: Callable[[Any], Awaitable[object]]) -> bool:
-        """Run ``effect(conn)`` once per event id; False if it already ran."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await conn.fetchval(
-                """INSERT INTO tracseq_inbox (consumer, event_id) VALUES ($1, $2)
-                   ON CONFLICT DO NOTHING RETURNING 1""",
-                self._consumer,
-                event_id,
-            )
-            if fresh is None:
-                return False
-            await effect(conn)
-            return True

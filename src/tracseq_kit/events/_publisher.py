@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Protocol
+
+from opentelemetry.trace import SpanContext, TracerProvider
 
 from tracseq_kit._exceptions import (
     MissingDependencyError,
@@ -15,8 +17,15 @@ from tracseq_kit._exceptions import (
 )
 from tracseq_kit.events._binding import ContentMode, KafkaMessage, to_kafka
 from tracseq_kit.events._cloudevent import CloudEvent
+from tracseq_kit.events._tracing import (
+    OFFSET,
+    PARTITION,
+    producer_span,
+    span_context_of,
+    tracer_for,
+)
 from tracseq_kit.telemetry import counter
-from tracseq_kit.telemetry._propagation import kafka_trace_headers
+from tracseq_kit.telemetry._propagation import extract_kafka_context, kafka_trace_headers
 
 __all__ = ["EventPublisher", "PublishGuard"]
 
@@ -45,7 +54,9 @@ class EventPublisher:
     (a dead broker raises :class:`~tracseq_kit.PublishTimeoutError`, never hangs).
     :meth:`publish` waits for one acknowledgement (concurrent calls are pipelined);
     :meth:`publish_many` builds per-partition record batches and waits for all of them.
-    The current trace context travels in the headers. With a ``breaker`` an open circuit
+    Publishing happens in ``send <topic>`` PRODUCER spans (OpenTelemetry messaging
+    conventions; ``tracer_provider`` defaults to the global one) whose context travels
+    in the headers. With a ``breaker`` an open circuit
     fails fast with :class:`~tracseq_kit.CircuitOpenError`.
     Kafka errors are raised as :class:`~tracseq_kit.PublishError`.
     """
@@ -58,6 +69,7 @@ class EventPublisher:
         timeout: float = 10.0,
         start_timeout: float = 15.0,
         breaker: PublishGuard | None = None,
+        tracer_provider: TracerProvider | None = None,
         **producer_options: Any,
     ) -> None:
         try:
@@ -84,6 +96,7 @@ class EventPublisher:
         self._timeout = timeout
         self._start_timeout = start_timeout
         self._breaker = breaker
+        self._tracer = tracer_for(tracer_provider)
         self._pending: set[asyncio.Task[None]] = set()
         self._ok_by_topic: dict[str, Any] = {}
         self._failed_by_topic: dict[str, Any] = {}
@@ -167,29 +180,49 @@ class EventPublisher:
         return ack
 
     async def publish(self, topic: str, event: CloudEvent[Any], *, key: str | None = None) -> Any:
-        """Send ``event`` and wait for Kafka's acknowledgement; returns RecordMetadata."""
-        ack = await self.send_message(topic, to_kafka(event, mode=self._mode), key=key)
-        return (await self._acknowledged(topic, [ack]))[0]
+        """Send ``event`` and wait for Kafka's acknowledgement; returns RecordMetadata.
 
-    async def publish_many(self, topic: str, events: Iterable[CloudEvent[Any]]) -> int:
+        Inside a ``send <topic>`` PRODUCER span (whose context the message carries) with
+        the partition and offset Kafka assigned.
+        """
+        message = to_kafka(event, mode=self._mode)
+        with producer_span(self._tracer, topic, [message]) as span:
+            ack = await self.send_message(topic, message, key=key)
+            (metadata,) = await self._acknowledged(topic, [ack])
+            span.set_attribute(PARTITION, str(metadata.partition))
+            span.set_attribute(OFFSET, metadata.offset)
+        return metadata
+
+    async def publish_many(
+        self, topic: str, events: Iterable[CloudEvent[Any] | KafkaMessage]
+    ) -> int:
         """Publish a batch and wait until Kafka acknowledged all of it; returns the count.
 
         Events are grouped per partition (chosen by key with the producer's partitioner,
         as :meth:`publish` would) into aiokafka record batches, so a large batch costs
-        no per-message futures; order per key is kept. One permit of the breaker covers
-        the call. Raises like :meth:`publish`.
+        no per-message futures; order per key is kept. Items that are already encoded
+        (:class:`KafkaMessage`, what the outbox relay sends) go out as they are, their
+        headers included. One ``send <topic>`` PRODUCER span covers the call; encoded
+        messages that carry a trace context are linked to it. One permit of the breaker
+        covers the call. Raises like :meth:`publish`; nothing tells which part of a
+        failed batch Kafka kept, so a retry may duplicate some of it.
         """
+        items = events if isinstance(events, list | tuple) else list(events)
+        links = [c for c in (_carried(i) for i in items[:_MAX_LINKS]) if c is not None]
         permit = await self._breaker.admit() if self._breaker is not None else None
         ok = False
         try:
-            count = await self._publish_batches(topic, events)
+            with producer_span(self._tracer, topic, items, links=links):
+                count = await self._publish_batches(topic, items)
             ok = True
             return count
         finally:
             if self._breaker is not None:
                 await self._breaker.record(permit, ok=ok)
 
-    async def _publish_batches(self, topic: str, events: Iterable[CloudEvent[Any]]) -> int:
+    async def _publish_batches(
+        self, topic: str, events: Sequence[CloudEvent[Any] | KafkaMessage]
+    ) -> int:
         producer = self._producer
         trace = kafka_trace_headers()
         mode = self._mode
@@ -200,8 +233,11 @@ class EventPublisher:
                 acks: list[asyncio.Future[Any]] = []
                 count = 0
                 for event in events:
-                    m = to_kafka(event, mode=mode)
-                    headers = m.headers + trace if trace else m.headers
+                    if isinstance(event, KafkaMessage):
+                        m, headers = event, event.headers
+                    else:
+                        m = to_kafka(event, mode=mode)
+                        headers = m.headers + trace if trace else m.headers
                     partition = self._partitioner(m.key, partitions, partitions)
                     batch = builders.get(partition)
                     if batch is None:
@@ -282,4 +318,17 @@ class EventPublisher:
             return PublishTimeoutError("Kafka did not acknowledge in time")
         if isinstance(exc, PublishError):
             return exc
-        return PublishError(f"Kafka rejected the event: {exc}")
+        error = PublishError(f"Kafka rejected the event: {exc}")
+        # aiokafka says whether trying again may help (a record too large: never).
+        error.retriable = bool(getattr(exc, "retriable", True))
+        return error
+
+
+_MAX_LINKS = 128  # span links from one send span to the contexts its messages carry
+
+
+def _carried(item: CloudEvent[Any] | KafkaMessage) -> SpanContext | None:
+    """The trace context an encoded message carries (its writer's), if any."""
+    if not isinstance(item, KafkaMessage) or item.header("traceparent") is None:
+        return None
+    return span_context_of(extract_kafka_context(item.headers))
