@@ -75,10 +75,11 @@ class Outbox:
     Order per key holds whatever the writers do: each call takes a transaction-scoped
     advisory lock per key (keys hashed into 256 buckets, so a transaction writing
     thousands of keys holds at most 256 locks) before drawing ids, so a second
-    transaction writing the same key waits until the first one commits or rolls back. Keep transactions that write
-    events short, and write several keys in one :meth:`add_many` (it locks them in a
-    fixed order) rather than in calls whose key order differs between transactions:
-    otherwise PostgreSQL may detect a deadlock and abort one of them.
+    transaction writing the same key waits until the first one commits or rolls back.
+    Keep transactions that write events short, and write several keys in one
+    :meth:`add_many` (it locks them in a fixed order) rather than in calls whose key
+    order differs between transactions: otherwise PostgreSQL may detect a deadlock and
+    abort one of them.
     """
 
     def __init__(self, *, mode: ContentMode = "binary") -> None:
