@@ -10,7 +10,7 @@
   constant time. A prefix (``tsq_cs_``, ``tsq_rt_``) lets secret scanners spot a leaked one.
 - **User codes** are what a person types: eight letters from an alphabet without vowels
   (no words) and without look-alikes (no 0/O, 1/I/L, 2/Z, 5/S, 8/B), shown as
-  ``WDJB-MJHT``; case, spaces and dashes do not matter when typed back (RFC 8628 §6.1).
+  ``WDJX-MJHT``; case, spaces and dashes do not matter when typed back (RFC 8628 §6.1).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def new_user_code(choice: Callable[[Sequence[str]], str] = secrets.choice) -> st
 
 
 def format_user_code(code: str) -> str:
-    """How a canonical user code is shown: ``WDJBMJHT`` → ``WDJB-MJHT``."""
+    """How a canonical user code is shown: ``WDJXMJHT`` → ``WDJX-MJHT``."""
     half = len(code) // 2
     return f"{code[:half]}-{code[half:]}"
 
