@@ -93,6 +93,7 @@ def create_app(
         title="TracSeq auth service",
     )
     app.state.clock = clock
+    app.state.idempotency_pepper = settings.idempotency_pepper()
     app.state.keys = KeyRing(settings.fernet())
     app.state.passwords = Passwords(
         time_cost=settings.argon2_time_cost,

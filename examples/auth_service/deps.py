@@ -9,6 +9,7 @@ additionally needs the ``admin`` scope: 403 with ``error="insufficient_scope"`` 
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
@@ -23,7 +24,7 @@ from examples.auth_service.tokens import InvalidTokenError, Principal, verify
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from tracseq_kit.service import resource
+from tracseq_kit.service import IdempotentWrite, idempotent_write, resource
 
 Postgres = Annotated[asyncpg.Pool, resource("postgres")]
 """The service's connection pool (opened by ``create_service``)."""
@@ -140,3 +141,19 @@ def idempotency_scope(request: Request) -> str:
     """The ``Idempotency-Key`` space of a request: the verified caller's subject."""
     principal: Principal | None = getattr(request.state, "principal", None)
     return f"{principal.kind}:{principal.subject}" if principal else ""
+
+
+async def _keyed_write(request: Request) -> IdempotentWrite:
+    write = await idempotent_write(request)
+    if write.key is None:
+        return write
+    pepper: bytes = request.app.state.idempotency_pepper
+    keyed = hmac.new(pepper, write.fingerprint.encode(), "sha256").hexdigest()
+    return IdempotentWrite(write.key, write.scope, keyed, request, request.app.state.idempotency)
+
+
+KeyedIdempotent = Annotated[IdempotentWrite, Depends(_keyed_write)]
+"""The kit's ``Idempotent`` for writes whose body holds a password: the kit remembers a
+SHA-256 of each request body to tell a retry from another request, and a fast, unsalted
+digest of a body holding a password could be guessed offline; keyed with a secret of the
+service (HMAC), it cannot be without that secret."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 from typing import Annotated, Any
@@ -120,6 +121,12 @@ class AuthServiceSettings(ServiceSettings, env_prefix="TRACSEQ_AUTH_"):
         """The cipher of stored signing keys (the first key encrypts, all decrypt)."""
         keys = self.key_encryption_key.get_secret_value().split(",")
         return MultiFernet([Fernet(k.strip()) for k in keys if k.strip()])
+
+    def idempotency_pepper(self) -> bytes:
+        """The secret that keys request fingerprints of password-bearing writes (derived
+        from the first encryption key, so every instance agrees)."""
+        first = self.key_encryption_key.get_secret_value().split(",")[0].strip()
+        return hashlib.sha256(b"tracseq-auth idempotency\x00" + first.encode()).digest()
 
     def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The trusted proxies, parsed."""

@@ -4,6 +4,7 @@ bootstrap, its settings and its user codes."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -241,6 +242,30 @@ def test_a_replayed_creation_answers_without_the_secret(auth: Auth) -> None:
             await conn.close()
 
     assert first.json()["client_secret"] not in run(stored())
+
+
+def test_a_password_in_a_retried_write_is_not_kept_as_a_plain_digest(auth: Auth) -> None:
+    headers = {**auth.admin(), "Idempotency-Key": "user-1", "Content-Type": "application/json"}
+    body = json.dumps({"username": "bea", "password": PASSWORD}).encode()
+    first = auth.http.post("/api/auth/users", content=body, headers=headers)
+    again = auth.http.post("/api/auth/users", content=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
+    other = json.dumps({"username": "bea", "password": PASSWORD + "!"}).encode()
+    assert auth.http.post("/api/auth/users", content=other, headers=headers).status_code == 422
+    # what the kit would store unkeyed: SHA-256 of method, path, query and body
+    plain = hashlib.sha256(b"POST\x00/api/auth/users\x00\x00" + body).hexdigest()
+
+    async def stored() -> list[str]:
+        conn = await asyncpg.connect(auth.dsn)
+        try:
+            rows = await conn.fetch("SELECT fingerprint, body FROM tracseq_idempotency")
+            return [r["fingerprint"] + bytes(r["body"]).decode() for r in rows]
+        finally:
+            await conn.close()
+
+    rows = run(stored())
+    assert rows and not any(plain in r or PASSWORD in r for r in rows)
 
 
 def test_bootstrap_is_idempotent_and_hands_out_working_credentials(postgres_dsn: str) -> None:

@@ -3,6 +3,8 @@
 Every change is one transaction: the row, its event in the outbox, and the answer
 remembered for its ``Idempotency-Key``. A new password or ``disabled: true`` also revokes
 the user's refresh tokens, so their device logins end with their current access token.
+These bodies hold passwords, so the ``Idempotency-Key`` fingerprint of a request is keyed
+with a secret of the service (:data:`~examples.auth_service.deps.KeyedIdempotent`).
 """
 
 from __future__ import annotations
@@ -11,13 +13,20 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from examples.auth_service import store
-from examples.auth_service.deps import Admin, Now, PasswordHasher, Postgres, require_admin
+from examples.auth_service.deps import (
+    Admin,
+    KeyedIdempotent,
+    Now,
+    PasswordHasher,
+    Postgres,
+    require_admin,
+)
 from examples.auth_service.events import TOPIC, user_event
 from examples.auth_service.models import User, UserCreate, UserPage, UserUpdate
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from tracseq_kit.events import Outbox
-from tracseq_kit.service import Idempotent, problems
+from tracseq_kit.service import problems
 
 router = APIRouter(prefix="/api/auth/users", tags=["users"], dependencies=[require_admin])
 outbox = Outbox()
@@ -30,7 +39,7 @@ ADMIN_PROBLEMS = (401, 403)
 async def create_user(
     body: UserCreate,
     db: Postgres,
-    write: Idempotent,
+    write: KeyedIdempotent,
     response: Response,
     caller: Admin,
     passwords: PasswordHasher,
@@ -88,7 +97,7 @@ async def update_user(
     username: Username,
     body: UserUpdate,
     db: Postgres,
-    write: Idempotent,
+    write: KeyedIdempotent,
     caller: Admin,
     passwords: PasswordHasher,
     now: Now,
