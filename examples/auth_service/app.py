@@ -23,6 +23,7 @@ from pathlib import Path
 from examples.auth_service.credentials import Passwords
 from examples.auth_service.deps import idempotency_scope
 from examples.auth_service.guard import Guard
+from examples.auth_service.housekeeping import running_housekeeping
 from examples.auth_service.keys import KeyRing, ensure_signing_key
 from examples.auth_service.routers import clients, device, discovery, keys, me, token, users
 from examples.auth_service.settings import AuthServiceSettings
@@ -78,6 +79,11 @@ def create_app(
             trusted_proxies=settings.networks(),
         )
         async with AsyncExitStack() as stack:
+            await stack.enter_async_context(
+                running_housekeeping(
+                    pool, app.state.keys, clock, interval=settings.housekeeping_interval
+                )
+            )
             if settings.kafka_bootstrap is not None:
                 await stack.enter_async_context(running_relay(pool, settings.kafka_bootstrap))
             yield

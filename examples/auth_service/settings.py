@@ -58,6 +58,10 @@ class AuthServiceSettings(ServiceSettings, env_prefix="TRACSEQ_AUTH_"):
     key_publish_grace: int = Field(default=60, ge=0)
     """Seconds a retired key stays in the JWKS beyond the last token it signed (clock skew)."""
 
+    housekeeping_interval: float = Field(default=300.0, gt=0)
+    """Seconds between rounds that delete dropped keys, expired device logins and expired
+    refresh tokens."""
+
     auth_failures_per_client: int = Field(default=10, ge=1)
     """Failed authentications one client id (or username) may make per period before 429."""
     auth_failures_per_address: int = Field(default=50, ge=1)

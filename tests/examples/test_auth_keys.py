@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,11 @@ from auth_support import (
     unb64,
     verify_with_jwks,
 )
+from auth_support import settings as auth_settings
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from examples.auth_service.housekeeping import clean_up
+from examples.auth_service.keys import KeyRing
 from examples.auth_service.tokens import InvalidTokenError, verify
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -196,15 +199,28 @@ def test_rotation_keeps_old_tokens_valid_until_they_expire(postgres_dsn: str) ->
         answer = me(auth, old_token)
         assert answer.status_code == 401 and "no longer published" in answer.json()["detail"]
 
+        assert old_kid in run(_kids(dsn))  # unpublished; deleted by the next housekeeping
+        dropped = run(_clean_up(dsn, auth.clock()))
+        assert dropped == [old_kid] and run(_kids(dsn)) == [new_kid]
+
         again = auth.http.post("/api/auth/keys/rotate", headers=auth.admin())
         assert again.status_code == 200
-        assert old_kid not in run(_kids(dsn))  # the private key is deleted with it
         keys = auth.http.get("/api/auth/keys", headers=auth.admin()).json()
         assert [k["active"] for k in keys] == [True, False]
+        assert [k["kid"] for k in keys][1] == new_kid
         assert not any("d" in k or "private" in json.dumps(k) for k in keys)
         types = [e["type"] for e in outbox(dsn)]
         assert types.count("tracseq.auth.key.rotated") == 2
         assert types.count("tracseq.auth.key.created") == 1
+
+
+async def _clean_up(dsn: str, now: float) -> list[str]:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        ring = KeyRing(auth_settings(dsn).fernet())
+        return await clean_up(pool, ring, datetime.fromtimestamp(now, UTC))
+    finally:
+        await pool.close()
 
 
 def manage_command(dsn: str, *args: str) -> str:
