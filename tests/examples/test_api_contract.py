@@ -4,6 +4,10 @@ Schemathesis runs with every check it has (status codes, content types, response
 schemas, headers, negative and positive data, unsupported methods, stateful links)
 through the gateway against both services, with bounded examples per operation, and
 must find nothing. The endless SSE operation is left to its own test.
+
+The auth service is fuzzed directly (it is the issuer the gateway trusts, not a route
+behind it), with an admin token so its admin API is reached, and brute-force limits
+high enough that the fuzzer is not taken for an attacker.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from auth_support import Auth, serve_auth
 from services_support import ADMIN_TOKEN, serve_stack_urls
 
 HERE = Path(__file__).parent
@@ -37,22 +42,16 @@ def _schemathesis() -> str:
     return found
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("service", ["templates", "events"])
-def test_schemathesis_finds_nothing_with_every_check(
-    gateway: dict[str, str], service: str, tmp_path: Path
-) -> None:
+def _run_schemathesis(schema: str, url: str, tmp_path: Path, *options: str) -> None:
     result = subprocess.run(
         [
             _schemathesis(),
             "--config-file",
             str(HERE / "schemathesis.toml"),
             "run",
-            f"{gateway[service]}/openapi.json",
+            schema,
             "--url",
-            gateway["gateway"],
-            "--header",
-            f"Authorization: Bearer {ADMIN_TOKEN}",
+            url,
             "--checks",
             "all",
             "--max-examples",
@@ -62,8 +61,7 @@ def test_schemathesis_finds_nothing_with_every_check(
             "--generation-deterministic",
             "--seed",
             "20261204",
-            "--exclude-path-regex",
-            "/stream$",
+            *options,
             "--no-color",
         ],
         capture_output=True,
@@ -72,3 +70,38 @@ def test_schemathesis_finds_nothing_with_every_check(
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("service", ["templates", "events"])
+def test_schemathesis_finds_nothing_with_every_check(
+    gateway: dict[str, str], service: str, tmp_path: Path
+) -> None:
+    schema = f"{gateway[service]}/openapi.json"
+    _run_schemathesis(
+        schema,
+        gateway["gateway"],
+        tmp_path,
+        "--exclude-path-regex",
+        "/stream$",
+        "--header",
+        f"Authorization: Bearer {ADMIN_TOKEN}",
+    )
+
+
+@pytest.fixture(scope="module")
+def auth_service(postgres_database: str) -> Iterator[Auth]:
+    lenient = {
+        "auth_failures_per_client": 1_000_000,
+        "auth_failures_per_address": 1_000_000,
+        "access_token_ttl": 3600,
+    }
+    with serve_auth(postgres_database, **lenient) as running:
+        yield running
+
+
+@pytest.mark.timeout(600)
+def test_schemathesis_finds_nothing_in_the_auth_service(auth_service: Auth, tmp_path: Path) -> None:
+    token = auth_service.robot_token()
+    schema = f"{auth_service.url}/openapi.json"
+    _run_schemathesis(schema, auth_service.url, tmp_path, "-H", f"Authorization: Bearer {token}")

@@ -14,10 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
+from examples.auth_service.app import AuthServiceSettings
+from examples.auth_service.app import create_app as create_auth_service
 from examples.event_service.app import create_app as create_event_service
 from examples.template_service.app import create_app as create_template_service
+from fastapi import FastAPI
 
-SERVICES = {"templates": create_template_service, "events": create_event_service}
+
+def _auth_service() -> FastAPI:
+    # the one setting without a default: the key that encrypts the stored signing keys
+    key = Fernet.generate_key().decode()
+    return create_auth_service(AuthServiceSettings(key_encryption_key=key))
+
+
+SERVICES = {
+    "templates": create_template_service,
+    "events": create_event_service,
+    "auth": _auth_service,
+}
 
 
 def _generate(doc_path: Path, out: Path) -> str:
