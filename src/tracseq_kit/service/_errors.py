@@ -102,6 +102,7 @@ def install_exception_handlers(app: Any) -> None:
 
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(IdempotencyReplay, replay)
+    _install_domain_errors(app)
     app.add_exception_handler(Exception, crash)
     try:
         from asyncpg.exceptions import DataError
@@ -155,3 +156,46 @@ def install_exception_handlers(app: Any) -> None:
         )
 
     app.add_exception_handler(RequestValidationError, invalid_request)
+
+
+def _install_domain_errors(app: Any) -> None:
+    """The kit's domain errors that are the caller's to resolve, as problems: an aggregate
+    that does not exist (404), a command its state refuses or a stream that changed since
+    it was read (409), a duplicate event (409). Each problem carries the error's fields."""
+    from tracseq_kit._exceptions import (
+        AggregateNotFoundError,
+        CommandRejectedError,
+        ConcurrencyError,
+        DuplicateEventError,
+    )
+
+    def extensions_of(exc: Exception) -> dict[str, Any]:
+        if isinstance(exc, AggregateNotFoundError):
+            return {"stream_type": exc.stream_type, "aggregate_id": exc.aggregate_id}
+        if isinstance(exc, CommandRejectedError):
+            return {
+                "stream_type": exc.stream_type,
+                "aggregate_id": exc.aggregate_id,
+                "command": exc.command,
+                "state": exc.state,
+                "allowed": list(exc.allowed),
+            }
+        if isinstance(exc, ConcurrencyError):
+            return {"stream_id": exc.stream_id, "actual_version": exc.actual}
+        if isinstance(exc, DuplicateEventError):
+            return {"event_id": exc.event_id}
+        return {}
+
+    async def domain_error(request: Any, exc: Exception) -> Any:
+        status = 404 if isinstance(exc, AggregateNotFoundError) else 409
+        return problem_response(
+            status, detail=str(exc), instance=request.url.path, extensions=extensions_of(exc)
+        )
+
+    for error in (
+        AggregateNotFoundError,
+        CommandRejectedError,
+        ConcurrencyError,
+        DuplicateEventError,
+    ):
+        app.add_exception_handler(error, domain_error)
