@@ -122,7 +122,6 @@ def _gateway(jwks_url: str, services: dict[str, str], **jwt_over: Any) -> Gatewa
                         "jwks_url": jwks_url,
                         "issuer": ISSUER,
                         "audience": "tracseq",
-                        "jwks_min_refresh_seconds": 0,
                         **jwt_over,
                     }
                 },
@@ -196,7 +195,9 @@ async def test_a_rotated_key_is_fetched_on_first_sight_and_a_removed_key_stops_w
     async with serve(gateway) as base, httpx.AsyncClient(base_url=base) as c:
         old = _bearer(provider.token("k1", scopes="t:read"))
         assert (await c.get("/api/templates", headers=old)).status_code == 200
-        # rotation: the issuer adds k2 and signs with it; live k1 tokens keep working
+        # rotation a moment after the keys were fetched: the issuer adds k2 and signs
+        # with it; the first k2 token waits for the next allowed fetch instead of a 401,
+        # and live k1 tokens keep working
         provider.keys["k2"] = Ed25519PrivateKey.generate()
         new = _bearer(provider.token("k2", scopes="t:read"))
         fetched = provider.fetches

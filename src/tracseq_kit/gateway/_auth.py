@@ -37,6 +37,8 @@ _HEADER_SAFE = re.compile(r"[\x20-\x7e]{0,1024}")
 
 _JWKS_RETRY = 5.0
 """Seconds before a failed JWKS fetch is tried again."""
+_JWKS_WAIT_MAX = 1.0
+"""Longest a request with an unknown key id waits for the next allowed JWKS fetch."""
 
 
 class AuthError(Exception):
@@ -80,7 +82,14 @@ class _JwtVerifier:
         if url is None:
             return []
         if not self._jwks_due(force):
-            return self._jwks
+            if not force:
+                return self._jwks
+            # an unknown kid right after a fetch (the issuer rotated its key a moment
+            # ago): wait out a short floor and look again, rather than refuse the token
+            wait = self._cfg.jwks_min_refresh_seconds - (self._clock() - self._jwks_tried)
+            if wait > _JWKS_WAIT_MAX:
+                return self._jwks
+            await asyncio.sleep(max(wait, 0.0))
         async with self._jwks_lock:
             if self._jwks_due(force):  # nobody fetched while this caller waited
                 await self._fetch_jwks(url)

@@ -174,9 +174,10 @@ class JwtConfig(_Model):
     jwks_url: str | None = None
     jwks_cache_seconds: float = Field(default=300.0, gt=0)
     """Seconds the keys fetched from ``jwks_url`` are used before they are fetched again."""
-    jwks_min_refresh_seconds: float = Field(default=5.0, ge=0)
+    jwks_min_refresh_seconds: float = Field(default=1.0, ge=0)
     """A token naming a key id not in the cached keys fetches them again at once (the
-    issuer rotated its key), at most once per this many seconds."""
+    issuer rotated its key), at most once per this many seconds; a request arriving
+    sooner waits for the next fetch when that is at most a second away."""
     issuer: str | None = None
     audience: str | None = None
     leeway: float = Field(default=30.0, ge=0, le=300)
