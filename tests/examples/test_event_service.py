@@ -349,3 +349,46 @@ def test_a_retried_replay_request_gets_the_job_it_started(event_service: str) ->
     assert other.status_code == 422 and "already used" in other.json()["detail"]
     unkeyed = [post(f"{event_service}/api/events/replay", json=body) for _ in range(2)]
     assert unkeyed[0].json()["id"] != unkeyed[1].json()["id"]  # no key: two jobs
+
+
+def test_the_actor_of_a_published_event_is_the_verified_caller(
+    event_service: str, kafka_bootstrap: str
+) -> None:
+    event = {
+        "source": "/lab/robot-3",
+        "type": "tracseq.sample.received",
+        "subject": "S-0043",
+        "data": {"rack": "R2"},
+        "extensions": {"actor": "mallory"},  # whatever the body claims
+    }
+    accepted = post(f"{event_service}/api/events", json=event)
+    assert accepted.status_code == 202
+    event_id = accepted.json()["id"]
+
+    async def sent_headers() -> dict[str, str]:  # what the service sent to Kafka
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            "tracseq.events", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            async with asyncio.timeout(30):
+                while True:
+                    for records in (await consumer.getmany(timeout_ms=300)).values():
+                        for record in records:
+                            headers = {k: v.decode() for k, v in record.headers}
+                            if headers.get("ce_id") == event_id:
+                                return headers
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(sent_headers())["ce_actor"] == "bob"
+    reader = MINTER.auth("reader", scopes=["events:read"])
+    refused = httpx.post(f"{event_service}/api/events", json=event, auth=reader)
+    assert refused.status_code == 403
+    job = post(
+        f"{event_service}/api/events/replay",
+        json={"target_topic": f"replay-who-{uuid.uuid4().hex[:8]}", "source": "/lab/none"},
+    ).json()
+    assert job["requested_by"] == "bob"

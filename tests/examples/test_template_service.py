@@ -383,3 +383,44 @@ def test_create_names_the_new_template_in_location(client: httpx.Client) -> None
     assert r.headers["location"] == f"/api/templates/{r.json()['id']}"
     clone = client.post(f"/api/templates/{r.json()['id']}/clone")
     assert clone.headers["location"] == f"/api/templates/{clone.json()['id']}"
+
+
+def test_writes_record_the_verified_subject_never_a_header(client: httpx.Client) -> None:
+    forged = {"X-Tracseq-Identity-Subject": "mallory", "X-Tracseq-Identity-Scopes": "admin"}
+    tid = client.post("/api/templates", json=DNA_TEMPLATE, headers=forged).json()["id"]
+    bob = MINTER.auth("bob", scopes=["templates:write", "templates:read"])
+    changed = client.patch(
+        f"/api/templates/{tid}", json={"description": "bob's"}, auth=bob, headers=forged
+    ).json()
+    assert (changed["created_by"], changed["updated_by"]) == ("alice", "bob")
+
+    async def actors() -> list[tuple[str, str]]:
+        conn = await asyncpg.connect(client.dsn)  # type: ignore[attr-defined]
+        try:
+            rows = await conn.fetch(
+                "SELECT headers FROM tracseq_outbox WHERE key = $1 ORDER BY id", tid
+            )
+        finally:
+            await conn.close()
+        return [
+            (h["ce_type"], h["ce_actor"]) for h in (dict(json.loads(r["headers"])) for r in rows)
+        ]
+
+    assert asyncio.run(actors()) == [
+        ("tracseq.template.created", "alice"),
+        ("tracseq.template.updated", "bob"),
+    ]
+
+
+def test_callers_without_the_scope_or_without_an_identity_are_refused(
+    client: httpx.Client,
+) -> None:
+    reader = MINTER.auth("robot", scopes=["templates:read"])
+    assert client.get("/api/templates", auth=reader).status_code == 200
+    refused = client.post("/api/templates", json=DNA_TEMPLATE, auth=reader)
+    assert refused.status_code == 403 and "templates:write" in refused.json()["detail"]
+    with httpx.Client(base_url=str(client.base_url)) as anonymous:
+        for method, path in (("GET", "/api/templates"), ("POST", "/api/templates")):
+            r = anonymous.request(method, path, json=DNA_TEMPLATE)
+            assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+        assert anonymous.get("/readyz").status_code == 200
